@@ -1,0 +1,100 @@
+"""`TitansConfig`: every hyper-parameter of a Titans model, JSON round-trippable."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+VARIANTS = ("mac", "mag", "mal", "lmm")
+
+
+@dataclass
+class TitansConfig:
+    """A Titans language model (SPEC 2–3).
+
+    variant:          mac (memory as context), mag (memory as gate), mal (memory as layer), lmm (memory only)
+    vocab_size:       token ids are 0..vocab_size-1 (see tokenizer.py)
+    d_model:          residual width; n_heads heads of width d_model // n_heads share it
+    memory_depth:     L_M, layers of the memory MLP (1 = linear memory)
+    memory_expansion: hidden width of a deep memory, as a multiple of the head width
+    chunk_size:       C, tokens whose inner gradients share the chunk-start weights
+    segment_len:      S, MAC's attention segment (a multiple of C)
+    window:           W, MAG/MAL sliding-window attention span (the token itself included)
+    n_persistent:     N_p learned tokens prepended to every attention context
+    theta_max:        upper bound of the inner learning rate θ_t
+    tokenizer:        "bytes" or "dna"
+    prompt_template:  how a (document, question) pair becomes a prompt; `{question}` marks the question
+    """
+
+    variant: str = "mac"
+    vocab_size: int = 260
+    d_model: int = 256
+    n_layers: int = 4
+    n_heads: int = 4
+    memory_depth: int = 2
+    memory_expansion: int = 2
+    chunk_size: int = 64
+    segment_len: int = 128
+    window: int = 128
+    n_persistent: int = 4
+    conv_kernel: int = 4
+    mlp_ratio: float = 4.0
+    theta_max: float = 1.0
+    rope_base: float = 10000.0
+    tie_embeddings: bool = True
+    norm_eps: float = 1e-6
+    tokenizer: str = "bytes"
+    prompt_template: str = "<SEP>{question}<SEP>"
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.variant not in VARIANTS:
+            problems.append(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        if self.d_model % self.n_heads:
+            problems.append(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if self.memory_depth < 1:
+            problems.append("memory_depth must be ≥ 1")
+        if self.chunk_size < 1:
+            problems.append("chunk_size must be ≥ 1")
+        if self.segment_len % self.chunk_size:
+            problems.append(
+                f"segment_len ({self.segment_len}) must be a multiple of chunk_size ({self.chunk_size})"
+            )
+        if self.window < 1 or self.conv_kernel < 1 or self.n_persistent < 0:
+            problems.append("window and conv_kernel must be ≥ 1 and n_persistent ≥ 0")
+        if self.tokenizer not in ("bytes", "dna"):
+            problems.append(f"tokenizer must be 'bytes' or 'dna', got {self.tokenizer!r}")
+        if "{question}" not in self.prompt_template:
+            problems.append("prompt_template must contain '{question}'")
+        if problems:
+            raise ValueError("invalid TitansConfig: " + "; ".join(problems))
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TitansConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown TitansConfig fields: {', '.join(unknown)}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TitansConfig:
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def load(cls, path: str | Path) -> TitansConfig:
+        return cls.from_json(Path(path).read_text())

@@ -1,0 +1,123 @@
+"""`NeuralMemory`: the Titans long-term memory layer (SPEC 2), streaming over absolute chunks."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from titans_cli.kernels import memory_recurrence, mlp_forward
+from titans_cli.kernels.memory_mlp import layer_shapes
+from titans_cli.models.config import TitansConfig
+from titans_cli.models.layers import RMSNorm
+
+
+class NeuralMemory(nn.Module):
+    """Projections and gates around the memory recurrence, plus the normalised, gated read-out.
+
+    The memory weights live in the stream state (float32, or float64 for a float64 model), one copy
+    per stream and head; the module's own parameters are the outer, trained ones, including the
+    weights every stream's memory starts from.
+    """
+
+    def __init__(self, cfg: TitansConfig):
+        super().__init__()
+        self.n_heads, self.head_dim = cfg.n_heads, cfg.head_dim
+        self.chunk_size, self.theta_max = cfg.chunk_size, cfg.theta_max
+        inner = cfg.n_heads * cfg.head_dim
+        self.qkv = nn.Linear(cfg.d_model, 3 * inner, bias=False)
+        self.conv = nn.Conv1d(3 * inner, 3 * inner, cfg.conv_kernel, groups=3 * inner, bias=False)
+        # θ_t, η_t, α_t logits per head. Biases start the memory with a modest learning rate, long
+        # momentum and little forgetting, so it can store from the first step of training.
+        self.gates = nn.Linear(cfg.d_model, 3 * cfg.n_heads)
+        with torch.no_grad():
+            self.gates.weight.mul_(0.1)
+            bias = self.gates.bias.view(3, cfg.n_heads)
+            bias[0].fill_(-2.0)
+            bias[1].fill_(1.0)
+            bias[2].fill_(-5.0)
+        self.initial = nn.ParameterList(
+            nn.Parameter(torch.randn(cfg.n_heads, d_out, d_in) / math.sqrt(d_in))
+            for d_out, d_in in layer_shapes(cfg.head_dim, cfg.memory_depth, cfg.memory_expansion)
+        )
+        self.out_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
+        self.out_gate = nn.Linear(cfg.d_model, inner, bias=False)
+        self.out_proj = nn.Linear(inner, cfg.d_model, bias=False)
+
+    @property
+    def state_dtype(self) -> torch.dtype:
+        return torch.float64 if self.initial[0].dtype == torch.float64 else torch.float32
+
+    def init_state(self, batch_size: int) -> dict[str, Tensor]:
+        dtype, device = self.state_dtype, self.initial[0].device
+        state: dict[str, Tensor] = {}
+        for i, w in enumerate(self.initial):
+            state[f"mem.w{i}"] = w.to(dtype).unsqueeze(0).expand(batch_size, *w.shape)
+            state[f"mem.s{i}"] = torch.zeros(batch_size, *w.shape, dtype=dtype, device=device)
+        channels = self.conv.in_channels
+        state["mem.conv"] = torch.zeros(
+            batch_size, self.conv.kernel_size[0] - 1, channels, dtype=self.qkv.weight.dtype, device=device
+        )
+        heads, width = (batch_size, self.n_heads), self.head_dim
+        for name in ("q", "k", "v"):
+            state[f"mem.pend_{name}"] = torch.zeros(*heads, 0, width, dtype=dtype, device=device)
+        for name in ("theta", "log_eta", "log_keep"):
+            state[f"mem.pend_{name}"] = torch.zeros(*heads, 0, dtype=dtype, device=device)
+        return state
+
+    def weights(self, state: dict[str, Tensor]) -> list[Tensor]:
+        return [state[f"mem.w{i}"] for i in range(len(self.initial))]
+
+    def forward(self, x: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        """Learn from x [B, T, D] and read the memory at every position.
+
+        Returns the branch output [B, T, D], the new state, and the surprise ℓ_t(M₀) [B, T] (mean
+        over heads).
+        """
+        batch, length, _ = x.shape
+        dtype = self.state_dtype
+        # Depthwise causal conv over the projections, continuing from the stream's conv tail.
+        proj = torch.cat([state["mem.conv"].to(x.dtype), self.qkv(x)], dim=1)
+        tail = proj[:, proj.shape[1] - (self.conv.kernel_size[0] - 1) :]
+        mixed = F.silu(self.conv(proj.transpose(1, 2)).transpose(1, 2))
+        q, k, v = (t.view(batch, length, self.n_heads, self.head_dim).transpose(1, 2).to(dtype)
+                   for t in mixed.chunk(3, dim=-1))  # fmt: skip
+        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+        g = self.gates(x).to(dtype).view(batch, length, 3, self.n_heads).permute(2, 0, 3, 1)
+        theta = self.theta_max * torch.sigmoid(g[0])  # θ_t
+        log_eta = F.logsigmoid(g[1])  # log η_t
+        log_keep = F.logsigmoid(-g[2])  # log(1 − α_t)
+
+        # Redo the pending start of the current chunk together with the new tokens.
+        names = ("q", "k", "v", "theta", "log_eta", "log_keep")
+        fresh = dict(zip(names, (q, k, v, theta, log_eta, log_keep)))
+        span = {n: torch.cat([state[f"mem.pend_{n}"], fresh[n]], dim=2) for n in names}
+        n_pending = state["mem.pend_q"].shape[2]
+        depth = len(self.initial)
+        result = memory_recurrence(
+            span["q"], span["k"], span["v"], span["theta"], span["log_eta"], span["log_keep"],
+            self.weights(state), [state[f"mem.s{i}"] for i in range(depth)], self.chunk_size,
+        )  # fmt: skip
+
+        new_state = {f"mem.w{i}": w for i, w in enumerate(result.weights)}
+        new_state.update({f"mem.s{i}": s for i, s in enumerate(result.momentum)})
+        new_state["mem.conv"] = tail.to(state["mem.conv"].dtype)
+        keep = (n_pending + length) % self.chunk_size
+        total = n_pending + length
+        new_state.update({f"mem.pend_{n}": t[:, :, total - keep :] for n, t in span.items()})
+
+        y = result.y[:, :, n_pending:]
+        surprise = result.surprise[:, :, n_pending:].mean(1)
+        return self.read_out(y, x), new_state, surprise
+
+    def read(self, queries: Tensor, weights: list[Tensor], gate_input: Tensor) -> Tensor:
+        """M(q) with fixed weights (no update): MAC's read of a segment. queries [B, H, T, d]."""
+        return self.read_out(mlp_forward(weights, queries.to(weights[0].dtype)), gate_input)
+
+    def read_out(self, y: Tensor, gate_input: Tensor) -> Tensor:
+        """Normalise each head's read, gate it by the layer input, and project back (SPEC 3)."""
+        batch, _, length, _ = y.shape
+        y = self.out_norm(y.to(gate_input.dtype)).transpose(1, 2).reshape(batch, length, -1)
+        return self.out_proj(y * F.silu(self.out_gate(gate_input)))

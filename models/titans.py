@@ -1,0 +1,77 @@
+"""`TitansModel`: embedding, a stack of Titans blocks, and the LM head, over a resumable stream."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from safetensors.torch import load_model, save_model
+from torch import Tensor, nn
+
+from titans_cli.models.blocks import BLOCKS
+from titans_cli.models.config import TitansConfig
+from titans_cli.models.layers import RMSNorm
+from titans_cli.models.state import TitansState
+
+
+class StreamOutput(NamedTuple):
+    logits: Tensor  # [B, T, vocab]
+    state: TitansState
+    surprise: Tensor  # [B, T] inner loss ℓ_t(M₀), mean over layers and heads
+
+
+class TitansModel(nn.Module):
+    """`logits, state = model(tokens, state)` continues a stream; any split gives the same result."""
+
+    def __init__(self, config: TitansConfig):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.blocks = nn.ModuleList(BLOCKS[config.variant](config) for _ in range(config.n_layers))
+        self.norm = RMSNorm(config.d_model, config.norm_eps)
+        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.apply(_init_weights)
+        if config.tie_embeddings:
+            self.head.weight = self.embed.weight
+
+    def init_state(self, batch_size: int = 1) -> TitansState:
+        return TitansState(0, [block.init_state(batch_size) for block in self.blocks])
+
+    def forward(self, tokens: Tensor, state: TitansState | None = None) -> tuple[Tensor, TitansState]:
+        out = self.stream(tokens, state)
+        return out.logits, out.state
+
+    def stream(self, tokens: Tensor, state: TitansState | None = None) -> StreamOutput:
+        """Read tokens [B, T] from `state` on (a fresh stream when None)."""
+        if state is None:
+            state = self.init_state(tokens.shape[0])
+        x = self.embed(tokens)
+        layers, surprise = [], torch.zeros(tokens.shape, device=tokens.device)
+        for block, layer_state in zip(self.blocks, state.layers):
+            x, layer_state, layer_surprise = block(x, layer_state, state.position)
+            layers.append(layer_state)
+            surprise = surprise + layer_surprise.float() / len(self.blocks)
+        logits = self.head(self.norm(x))
+        return StreamOutput(logits, TitansState(state.position + tokens.shape[1], layers), surprise)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write `config.json` and `model.safetensors` (no pickle anywhere)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "config.json").write_text(self.config.to_json() + "\n")
+        save_model(self, str(directory / "model.safetensors"))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> TitansModel:
+        directory = Path(directory)
+        config = TitansConfig.from_dict(json.loads((directory / "config.json").read_text()))
+        model = cls(config)
+        load_model(model, str(directory / "model.safetensors"), device=str(device))
+        return model.to(device).eval()
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
