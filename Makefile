@@ -10,7 +10,12 @@ install:
 
 test: install
 	$(PYTHON) -m ruff check .
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -m "slow or not slow"
 
 lint:
 	$(PYTHON) -m ruff check .
+
+# Until the bundled models and `ingest` land, the demo streams a document through a fresh model.
+demo: install
+	titans --version
+	$(PYTHON) bench/model.py --tokens 4096 --repeats 1 --no-peer

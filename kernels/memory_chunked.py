@@ -13,10 +13,9 @@ model trains through the inner updates.
 from __future__ import annotations
 
 import torch
-from torch import Tensor
-
 from titans_cli.kernels.memory_mlp import activation, activation_grad
 from titans_cli.kernels.recurrence import RecurrenceResult
+from torch import Tensor
 
 
 def chunk_coefficients(theta: Tensor, log_eta: Tensor, log_keep: Tensor) -> tuple[Tensor, ...]:
@@ -73,8 +72,10 @@ def _chunk(q, k, v, theta, log_eta, log_keep, w0, s0):
     m_end = m[..., :, None]
     beta_n, b_n = beta[..., -1, None, None], b[..., -1, None, None]
     e_n = log_eta.sum(-1).exp()[..., None, None]
-    w1 = [beta_n * w + b_n * s - (d * c_end).transpose(-1, -2) @ a for w, s, d, a in zip(w0, s0, deltas, inputs)]
-    s1 = [e_n * s - (d * m_end).transpose(-1, -2) @ a for s, d, a in zip(s0, deltas, inputs)]
+    w1, s1 = [], []
+    for w, s, d, a in zip(w0, s0, deltas, inputs):
+        w1.append(beta_n * w + b_n * s - (d * c_end).transpose(-1, -2) @ a)
+        s1.append(e_n * s - (d * m_end).transpose(-1, -2) @ a)
     return r, w1, s1, surprise
 
 
@@ -105,6 +106,6 @@ def memory_recurrence_chunked(
         if end - start == chunk_size:  # a partial last chunk is read but not committed
             w, s = w1, s1
     if not outputs:
-        empty = q.new_zeros(q.shape[:-1] + (weights[-1].shape[-2],))
+        empty = q.new_zeros(*q.shape[:-1], weights[-1].shape[-2])
         return RecurrenceResult(empty, w, s, q.new_zeros(q.shape[:-1]))
     return RecurrenceResult(torch.cat(outputs, 2), w, s, torch.cat(surprises, 2))

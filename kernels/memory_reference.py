@@ -8,10 +8,9 @@ no gradient algebra with the fast forms.
 from __future__ import annotations
 
 import torch
-from torch import Tensor
-
 from titans_cli.kernels.memory_mlp import mlp_forward
 from titans_cli.kernels.recurrence import RecurrenceResult
+from torch import Tensor
 
 
 def memory_recurrence_reference(
@@ -47,6 +46,6 @@ def memory_recurrence_reference(
         outputs.append(mlp_forward(w, q[:, :, t : t + 1]))  # y_t = M_t(q_t)
         if (t + 1) % chunk_size == 0:
             committed_w, committed_s = w, s
-    y = torch.cat(outputs, dim=2) if outputs else q.new_zeros(q.shape[:-1] + (weights[-1].shape[-2],))
+    y = torch.cat(outputs, dim=2) if outputs else q.new_zeros(*q.shape[:-1], weights[-1].shape[-2])
     surprise = torch.stack(surprises, dim=2) if surprises else q.new_zeros(q.shape[:-1])
     return RecurrenceResult(y, committed_w, committed_s, surprise)

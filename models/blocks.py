@@ -6,13 +6,12 @@ All use pre-norm residuals and a gated MLP; they differ in how the memory meets 
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
-from torch.nn import functional as F
-
 from titans_cli.models.attention import SegmentAttention, SlidingWindowAttention
 from titans_cli.models.config import TitansConfig
 from titans_cli.models.layers import GatedMLP, RMSNorm
 from titans_cli.models.neural_memory import NeuralMemory
+from torch import Tensor, nn
+from torch.nn import functional as F
 
 LayerState = dict[str, Tensor]
 
@@ -113,7 +112,9 @@ class MACBlock(nn.Module):
             start += n
         return torch.cat(outs, dim=1), state, torch.cat(surprises, dim=1)
 
-    def _segment_piece(self, x: Tensor, state: LayerState, position: int) -> tuple[Tensor, LayerState, Tensor]:
+    def _segment_piece(
+        self, x: Tensor, state: LayerState, position: int
+    ) -> tuple[Tensor, LayerState, Tensor]:
         """Tokens x [B, n, D] at `position`…, all inside one segment."""
         depth = len(self.memory.initial)
         segment_weights = [state[f"seg.w{i}"] for i in range(depth)]

@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor, nn
-from torch.nn import functional as F
-
 from titans_cli.kernels import memory_recurrence, mlp_forward
 from titans_cli.kernels.memory_mlp import layer_shapes
 from titans_cli.models.config import TitansConfig
 from titans_cli.models.layers import RMSNorm
+from torch import Tensor, nn
+from torch.nn import functional as F
 
 
 class NeuralMemory(nn.Module):
@@ -26,6 +25,7 @@ class NeuralMemory(nn.Module):
         super().__init__()
         self.n_heads, self.head_dim = cfg.n_heads, cfg.head_dim
         self.chunk_size, self.theta_max = cfg.chunk_size, cfg.theta_max
+        self.learning = True  # False freezes the memory at its initial weights (the no-memory ablation)
         inner = cfg.n_heads * cfg.head_dim
         self.qkv = nn.Linear(cfg.d_model, 3 * inner, bias=False)
         self.conv = nn.Conv1d(3 * inner, 3 * inner, cfg.conv_kernel, groups=3 * inner, bias=False)
@@ -86,7 +86,7 @@ class NeuralMemory(nn.Module):
                    for t in mixed.chunk(3, dim=-1))  # fmt: skip
         q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         g = self.gates(x).to(dtype).view(batch, length, 3, self.n_heads).permute(2, 0, 3, 1)
-        theta = self.theta_max * torch.sigmoid(g[0])  # θ_t
+        theta = self.theta_max * torch.sigmoid(g[0]) * float(self.learning)  # θ_t
         log_eta = F.logsigmoid(g[1])  # log η_t
         log_keep = F.logsigmoid(-g[2])  # log(1 − α_t)
 

@@ -8,12 +8,12 @@ from typing import NamedTuple
 
 import torch
 from safetensors.torch import load_model, save_model
-from torch import Tensor, nn
-
 from titans_cli.models.blocks import BLOCKS
 from titans_cli.models.config import TitansConfig
 from titans_cli.models.layers import RMSNorm
+from titans_cli.models.neural_memory import NeuralMemory
 from titans_cli.models.state import TitansState
+from torch import Tensor, nn
 
 
 class StreamOutput(NamedTuple):
@@ -35,6 +35,17 @@ class TitansModel(nn.Module):
         self.apply(_init_weights)
         if config.tie_embeddings:
             self.head.weight = self.embed.weight
+
+    @property
+    def memory_learning(self) -> bool:
+        """Whether the long-term memory learns at test time; False is the attention-only ablation."""
+        return all(m.learning for m in self.modules() if isinstance(m, NeuralMemory))
+
+    @memory_learning.setter
+    def memory_learning(self, enabled: bool) -> None:
+        for m in self.modules():
+            if isinstance(m, NeuralMemory):
+                m.learning = enabled
 
     def init_state(self, batch_size: int = 1) -> TitansState:
         return TitansState(0, [block.init_state(batch_size) for block in self.blocks])

@@ -54,12 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         return ex.exit_code
     except typer.Abort:
         return 130
-    except Exception as err:  # click's usage errors arrive here too
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            return 2
+    except typer.TyperException as err:  # usage errors: unknown command, bad option value
+        err.show()
+        return 2
+    except Exception as err:
         if debug:
             raise
         stderr.print(f"[bold red]error:[/] {type(err).__name__}: {err} (run with --debug for the traceback)")

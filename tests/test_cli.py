@@ -1,0 +1,25 @@
+import subprocess
+import sys
+
+from titans_cli import __version__
+from titans_cli.cli import main
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"titans {__version__}"
+
+
+def test_help_lists_the_tool(capsys):
+    assert main(["--help"]) == 0
+    assert "Stream huge documents" in capsys.readouterr().out
+
+
+def test_unknown_command_is_a_usage_error(capsys):
+    assert main(["frobnicate"]) == 2
+
+
+def test_console_script_runs():
+    cmd = [sys.executable, "-m", "titans_cli.cli", "--version"]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("titans ")
