@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
 
 from titans_cli import __version__
-from titans_cli.errors import UserError
+from titans_cli.errors import Interrupted, UserError
 
 app = typer.Typer(
     name="titans",
@@ -36,6 +37,46 @@ def _root(
     """titans: test-time memorisation for long documents and genomes."""
 
 
+@app.command()
+def ingest(
+    inputs: list[str] = typer.Argument(..., help="Files, directories, or - for stdin."),
+    memory: Path = typer.Option(..., "--memory", "-m", help="The memory directory to create or extend."),
+    model: str | None = typer.Option(None, "--model", help="Bundled model name or model directory."),
+    kind: str = typer.Option("auto", "--kind", help="auto, text or dna."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted ingest of the same inputs."),
+    force: bool = typer.Option(False, "--force", help="Read inputs again that the memory already holds."),
+    checkpoint_every: int | None = typer.Option(
+        None, "--checkpoint-every", help="Commit every N tokens (default: every 60 seconds)."
+    ),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, or auto."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Stream INPUTS through the model; its memory learns them and is committed to MEMORY."""
+    from titans_cli.ingest_command import run_ingest
+
+    run_ingest(inputs, memory, model, kind, resume, force, checkpoint_every, device, quiet)
+
+
+@app.command()
+def info(
+    memory: Path = typer.Argument(..., help="A memory directory made by `titans ingest`."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """What a memory holds: model, sources, tokens, state digest, surprise profile."""
+    from titans_cli.ingest_command import show_info
+
+    show_info(memory, as_json)
+
+
+@app.command()
+def rollback(memory: Path = typer.Argument(..., help="A memory directory.")) -> None:
+    """Make the newest intact commit current again (after corruption or a lost pointer file)."""
+    from titans_cli.memory_store import MemoryStore
+
+    number = MemoryStore(memory).rollback()
+    stderr.print(f"{memory}: commit {number} is current")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: maps user errors to exit 2 and interrupts to 130."""
     args = sys.argv[1:] if argv is None else argv
@@ -49,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         stderr.print("interrupted")
+        return 130
+    except Interrupted:
         return 130
     except typer.Exit as ex:
         return ex.exit_code

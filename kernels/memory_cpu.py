@@ -1,0 +1,272 @@
+"""The memory recurrence for inference on CPU (SPEC 2b, 8): the chunked dual form, laid out for throughput.
+
+Same closed form and contract as `memory_recurrence_chunked`, without autograd. On a 2-core CPU the
+matmuls are small (C × d × e·d per head), so time goes as much to the glue between them as to the
+arithmetic; this file removes the glue:
+
+- Everything that does not depend on the memory weights is computed for a block of chunks at once:
+  the gate coefficients c, β, b, m (SPEC 2b) and, since the first layer reads the raw queries and
+  keys, that layer's retrieval and update operands [β⊙q | b⊙q], −c⊙(q kᵀ), [c_end⊙k | m⊙k].
+- Per layer the state is one buffer [Wᵀ; Sᵀ] of shape [2·d_in, d_out], so the dual form
+
+      W_t z = β_t W₀ z + b_t S₀ z − Σ_{i≤t} c_{t,i} δ_i (a_i · z)
+
+  for all the queries of a chunk is one matmul [β⊙r | b⊙r] @ [Wᵀ; Sᵀ] plus one accumulated
+  (−c⊙(r aᵀ)) @ δ, and the chunk-end update of W and S together is one in-place baddbmm.
+- [B, H] is one batch dimension, blocks are chunk-major so a chunk's operands are contiguous, and
+  every buffer is allocated once per call and written with out= (fresh multi-MB tensors cost more in
+  page faults than the arithmetic that fills them).
+
+The loop over chunks stays sequential: each chunk's gradients are taken at its start weights.
+"""
+
+from __future__ import annotations
+
+import torch
+from titans_cli.kernels.recurrence import RecurrenceResult
+from torch import Tensor
+from torch.nn import functional as F
+
+# Weight-independent work runs on blocks of this many chunk × [B·H] matrices: enough to batch the
+# per-token recurrence of the coefficients, small enough that a block's operands stay in cache.
+_BLOCK_MATRICES = 128
+
+
+def _block_coefficients(theta: Tensor, log_eta: Tensor, log_keep: Tensor, acc: Tensor) -> dict[str, Tensor]:
+    """Gate coefficients of M chunks at once (SPEC 2b), from gates [M, C]; `acc` [M, C, C + 1] is scratch.
+
+    c and b are summed by their recurrences over t, c_{t,i} = (1 − α_t) c_{t−1,i} + θ_i E_t/E_i and
+    b_t = (1 − α_t) b_{t−1} + E_t, one step for all M chunks at a time. That needs only the E_t/E_i
+    ratios (log space, each ≤ 1; the upper triangle is zeroed after the exp, which discards any
+    overflow there), not `chunk_coefficients`' β_t/β_s matrix and C×C product. c and m come out
+    negated, the sign they enter every matmul with.
+    """
+    n = theta.shape[-1]
+    log_e, log_b = log_eta.cumsum(-1), log_keep.cumsum(-1)
+    e = log_e.exp()
+    # Row t starts as [E_t/E_i for i ≤ t | E_t]; the recurrence turns it into [c_{t,i}/θ_i | b_t].
+    ratios, b = acc[..., :n], acc[..., n:]
+    torch.sub(log_e[:, :, None], log_e[:, None, :], out=ratios).exp_().tril_()
+    b.copy_(e[:, :, None])
+    keep = log_keep.exp()[:, :, None]
+    for t in range(1, n):
+        acc[:, t].addcmul_(acc[:, t - 1], keep[:, t])
+    neg_theta = theta.neg()
+    neg_c = ratios.mul_(neg_theta[:, None, :])  # −c_{t,i}
+    return {
+        "neg_c": neg_c,
+        "beta": log_b.exp()[:, :, None],  # β_t, a column
+        "b": b,
+        "neg_c_end": neg_c[:, -1, :, None],  # −c_{n,i}: token i's weight in the chunk-end weights
+        "neg_m": (neg_theta * (log_e[:, -1:] - log_e).exp())[:, :, None],  # −θ_i E_n/E_i: same for S
+        "beta_n": log_b[:, -1, None, None].exp(),
+        "b_n": b[:, -1:, :],
+        "e_n": e[:, -1, None, None],
+    }
+
+
+class _Block:
+    """Chunk-major operands of up to `g` chunks: inputs, coefficients and first-layer operands.
+
+    Allocated once per call and refilled per block; `chunks[j]` holds chunk j's views.
+    """
+
+    def __init__(self, ref: Tensor, g: int, n: int, chunk: int, width: int, d_out: int):
+        m = g * n
+        self.g, self.n, self.chunk = g, n, chunk
+        self.q, self.k, self.v = (ref.new_empty(m, chunk, width) for _ in range(3))
+        self.gates = ref.new_empty(3, m, chunk)
+        self.acc = ref.new_empty(m, chunk, chunk + 1)
+        self.left1 = ref.new_empty(m, chunk, 2 * width)  # [β⊙q | b⊙q]
+        self.neg_a1 = ref.new_empty(m, chunk, chunk)  # −c⊙(q kᵀ)
+        self.scaled1 = ref.new_empty(m, chunk, 2 * width)  # [−c_end⊙k | −m⊙k]
+        self.y = ref.new_empty(g, n, chunk, d_out)
+        self.surprise = ref.new_empty(g, n, chunk)
+        self.width = width
+
+    def fill(self, q, k, v, theta, log_eta, log_keep, start: int, stop: int) -> list[dict[str, Tensor]]:
+        """Load chunks [start, stop) of the span (zero past its end: θ = 0 there, so nothing leaks back)."""
+        n, chunk, w = self.n, self.chunk, self.width
+        m = (stop - start) * n
+        for src, dst in ((q, self.q), (k, self.k), (v, self.v), (theta, self.gates[0]),
+                         (log_eta, self.gates[1]), (log_keep, self.gates[2])):  # fmt: skip
+            _move(src if src.dim() == 4 else src[..., None], dst[:m], start * chunk, chunk, into_chunks=True)
+        coef = _block_coefficients(*(x[:m] for x in self.gates), acc=self.acc[:m])
+        q, k = self.q[:m], self.k[:m]
+        torch.mul(q, coef["beta"], out=self.left1[:m, :, :w])
+        torch.mul(q, coef["b"], out=self.left1[:m, :, w:])
+        torch.bmm(q, k.transpose(1, 2), out=self.neg_a1[:m]).mul_(coef["neg_c"])
+        torch.mul(k, coef["neg_c_end"], out=self.scaled1[:m, :, :w])
+        torch.mul(k, coef["neg_m"], out=self.scaled1[:m, :, w:])
+        coef.update(k=k, v=self.v[:m], left1=self.left1[:m], neg_a1=self.neg_a1[:m],
+                    scaled1_t=self.scaled1[:m].transpose(1, 2))  # fmt: skip
+        return [dict(zip(coef, parts)) for parts in zip(*(t.split(n) for t in coef.values()))]
+
+
+def _move(span: Tensor, chunks: Tensor, offset: int, chunk: int, into_chunks: bool) -> None:
+    """Copy between a span [B, H, T, X] (tokens from `offset`) and chunk-major [G·B·H, C, X] (or [G·B·H, C]).
+
+    Into chunks, positions past the span's end are zeroed; out of them, they are dropped. Only the
+    block's own tokens are touched, whatever the span's strides (the model's q is a transposed view).
+    """
+    batch, heads, length = span.shape[:3]
+    g = chunks.shape[0] // (batch * heads)
+    chunks = chunks.view(g, batch, heads, chunk, -1)
+    span = span[:, :, offset : offset + g * chunk]
+    if span.dim() == 3:
+        span = span[..., None]
+    full, rest = divmod(span.shape[2], chunk)
+    pairs = [(span[:, :, : full * chunk].unflatten(2, (full, chunk)).permute(2, 0, 1, 3, 4), chunks[:full])]
+    if rest:
+        pairs.append((span[:, :, full * chunk :], chunks[full, :, :, :rest]))
+    if into_chunks and full < g:
+        chunks[full:].zero_()
+    for tokens, slots in pairs:
+        (slots.copy_(tokens) if into_chunks else tokens.copy_(slots))
+
+
+class _Plan:
+    """Per-chunk buffers, allocated once per call: per layer ws = [Wᵀ; Sᵀ] and δ, and the scratch.
+
+    Views into them are made here too, once, because slicing costs about as much as a small op.
+    """
+
+    def __init__(self, ref: Tensor, weights: list[Tensor], momentum: list[Tensor], n: int, chunk: int):
+        self.depth = len(weights)
+        self.ws, self.w, self.s, self.delta = [], [], [], []
+        for w, s in zip(weights, momentum):
+            d_out, d_in = w.shape[-2:]
+            ws = ref.new_empty(n, 2 * d_in, d_out)
+            ws[:, :d_in].copy_(w.reshape(n, d_out, d_in).transpose(1, 2))
+            ws[:, d_in:].copy_(s.reshape(n, d_out, d_in).transpose(1, 2))
+            self.ws.append(ws)
+            self.w.append(ws[:, :d_in])  # Wᵀ
+            self.s.append(ws[:, d_in:])  # Sᵀ
+            self.delta.append(ref.new_empty(n, chunk, d_out))
+        self.w_t = [w.transpose(1, 2) for w in self.w]
+        self.z_out = ref.new_empty(n, chunk, weights[-1].shape[-2])  # last pre-activation on the keys
+        hidden = [w.shape[-2] for w in weights[:-1]]
+
+        def per_hidden(times: int) -> list[Tensor]:
+            return [ref.new_empty(n, chunk, times * h) for h in hidden]
+
+        # Hidden layers: pre-activation, SiLU and σ' on the keys, the read of the queries, and the
+        # operands of the next layer, built per chunk because its inputs depend on the weights.
+        self.z, self.act, self.dact, self.read = per_hidden(1), per_hidden(1), per_hidden(1), per_hidden(1)
+        self.act_t = [a.transpose(1, 2) for a in self.act]
+        self.left, self.scaled = per_hidden(2), per_hidden(2)
+        self.left_halves = [(x[..., :h], x[..., h:]) for x, h in zip(self.left, hidden)]
+        self.scaled_halves = [(x[..., :h], x[..., h:]) for x, h in zip(self.scaled, hidden)]
+        self.scaled_t = [x.transpose(1, 2) for x in self.scaled]
+        self.gram = ref.new_empty(n, chunk, chunk)
+
+    def state(self, shape: tuple[int, int], dtype: torch.dtype) -> tuple[list[Tensor], list[Tensor]]:
+        """Committed weights and momentum, back in the [B, H, d_out, d_in] layout."""
+
+        def back(x: Tensor) -> Tensor:
+            return x.transpose(1, 2).to(dtype, memory_format=torch.contiguous_format).view(
+                *shape, x.shape[2], x.shape[1]
+            )
+
+        return [back(w) for w in self.w], [back(s) for s in self.s]
+
+
+def _chunk_step(plan: _Plan, op: dict[str, Tensor], y: Tensor, surprise: Tensor, commit: bool) -> None:
+    """One chunk, in place: outputs into y [N, C, d] and surprise [N, C]; ws updated when committed.
+
+    `op` holds this chunk's keys, values, gate coefficients and first-layer operands.
+    """
+    depth, delta = plan.depth, plan.delta
+
+    # Forward at M₀ on the keys (z^l = a^{l−1} W^{lᵀ}), with SiLU and σ' of every hidden pre-activation.
+    a = op["k"]
+    for layer in range(depth - 1):
+        z, sig, act, dact = plan.z[layer], plan.read[layer], plan.act[layer], plan.dact[layer]
+        torch.bmm(a, plan.w[layer], out=z)
+        torch.sigmoid(z, out=sig)
+        torch.mul(z, sig, out=act)  # SiLU(z) = z·s
+        torch.add(sig, act, out=dact).addcmul_(act, sig, value=-1)  # σ'(z) = s + z·s·(1 − s)
+        a = act
+    torch.bmm(a, plan.w[-1], out=plan.z_out)
+
+    # Backward of ℓ = ½‖M₀(k) − v‖² by hand: δ^L = M₀(k) − v, δ^l = (δ^{l+1} W^{l+1}) ⊙ σ'(z^l).
+    torch.sub(plan.z_out, op["v"], out=delta[-1])
+    torch.linalg.vecdot(delta[-1], delta[-1], out=surprise)  # the ½ is applied once per block
+    for layer in range(depth - 2, -1, -1):
+        back = plan.read[layer]  # free again once σ' is known
+        torch.bmm(delta[layer + 1], plan.w_t[layer + 1], out=back)
+        torch.mul(back, plan.dact[layer], out=delta[layer])
+
+    # Retrieval y_t = M_t(q_t) (SPEC 2b), per layer [β⊙r | b⊙r] @ [Wᵀ; Sᵀ] + (−c⊙(r aᵀ)) @ δ.
+    out = y if depth == 1 else plan.read[0]
+    torch.bmm(op["left1"], plan.ws[0], out=out).baddbmm_(op["neg_a1"], delta[0])
+    for layer in range(1, depth):
+        left_w, left_s = plan.left_halves[layer - 1]
+        F.silu(out, inplace=True)
+        torch.mul(out, op["beta"], out=left_w)
+        torch.mul(out, op["b"], out=left_s)
+        torch.bmm(out, plan.act_t[layer - 1], out=plan.gram).mul_(op["neg_c"])
+        out = y if layer == depth - 1 else plan.read[layer]
+        torch.bmm(plan.left[layer - 1], plan.ws[layer], out=out).baddbmm_(plan.gram, delta[layer])
+    if not commit:
+        return
+
+    # Chunk end (SPEC 2b): Wᵀ ← β_n Wᵀ + b_n Sᵀ − aᵀ(c_end⊙δ) and Sᵀ ← E_n Sᵀ − aᵀ(m⊙δ), in place.
+    for layer in range(depth):
+        if layer == 0:
+            scaled_t = op["scaled1_t"]
+        else:
+            act, (to_w, to_s) = plan.act[layer - 1], plan.scaled_halves[layer - 1]
+            torch.mul(act, op["neg_c_end"], out=to_w)
+            torch.mul(act, op["neg_m"], out=to_s)
+            scaled_t = plan.scaled_t[layer - 1]
+        plan.w[layer].mul_(op["beta_n"]).addcmul_(plan.s[layer], op["b_n"])
+        plan.s[layer].mul_(op["e_n"])
+        plan.ws[layer].baddbmm_(scaled_t, delta[layer])
+
+
+def memory_recurrence_cpu(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    theta: Tensor,
+    log_eta: Tensor,
+    log_keep: Tensor,
+    weights: list[Tensor],
+    momentum: list[Tensor],
+    chunk_size: int,
+) -> RecurrenceResult:
+    """Inference-only chunked recurrence; see `RecurrenceResult`.
+
+    Raises if autograd would need a graph through it (grad mode on and any input requiring grad):
+    its in-place buffers have none, and silently dropping the outer model's gradients is worse.
+    """
+    tensors = [q, k, v, theta, log_eta, log_keep, *weights, *momentum]
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        raise RuntimeError("memory_recurrence_cpu is inference-only; use memory_recurrence_chunked to train")
+    batch, heads, length, _ = q.shape
+    if length == 0:
+        empty = q.new_zeros(batch, heads, 0, weights[-1].shape[-2])
+        return RecurrenceResult(empty, list(weights), list(momentum), q.new_zeros(batch, heads, 0))
+    with torch.no_grad():
+        return _run(q, k, v, theta, log_eta, log_keep, weights, momentum, chunk_size)
+
+
+def _run(q, k, v, theta, log_eta, log_keep, weights, momentum, chunk) -> RecurrenceResult:
+    batch, heads, length, width = q.shape
+    n, d_out = batch * heads, weights[-1].shape[-2]
+    n_chunks, full = -(-length // chunk), length // chunk
+    group = min(max(1, _BLOCK_MATRICES // n), n_chunks)
+    plan = _Plan(q, weights, momentum, n, chunk)
+    block = _Block(q, group, n, chunk, width, d_out)
+    y = q.new_empty(batch, heads, length, d_out)
+    surprise = q.new_empty(batch, heads, length)
+    for start in range(0, n_chunks, group):
+        stop = min(start + group, n_chunks)
+        for j, op in enumerate(block.fill(q, k, v, theta, log_eta, log_keep, start, stop)):
+            _chunk_step(plan, op, block.y[j], block.surprise[j], commit=start + j < full)
+        m = (stop - start) * n
+        _move(y, block.y[: stop - start].view(m, chunk, d_out), start * chunk, chunk, into_chunks=False)
+        _move(surprise, block.surprise[: stop - start].view(m, chunk), start * chunk, chunk, into_chunks=False)
+    w, s = plan.state((batch, heads), weights[0].dtype) if full else (list(weights), list(momentum))
+    return RecurrenceResult(y, w, s, surprise.mul_(0.5))
