@@ -48,13 +48,28 @@ def ingest(
     checkpoint_every: int | None = typer.Option(
         None, "--checkpoint-every", help="Commit every N tokens (default: every 60 seconds)."
     ),
+    block_tokens: int | None = typer.Option(
+        None, "--block-tokens", help="Tokens per block for a new memory (default 4096, rounded to the model)."
+    ),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, or auto."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Stream INPUTS through the model; its memory learns them and is committed to MEMORY."""
+    from titans_cli.ingest import IngestRequest
     from titans_cli.ingest_command import run_ingest
 
-    run_ingest(inputs, memory, model, kind, resume, force, checkpoint_every, device, quiet)
+    request = IngestRequest(
+        inputs=list(inputs),
+        memory=memory,
+        model=model,
+        kind=kind,
+        resume=resume,
+        force=force,
+        checkpoint_tokens=checkpoint_every,
+        block_tokens=block_tokens,
+        device=device,
+    )
+    run_ingest(request, quiet)
 
 
 @app.command()

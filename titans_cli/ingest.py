@@ -40,6 +40,7 @@ class IngestRequest:
     force: bool = False
     checkpoint_tokens: int | None = None  # commit after this many tokens (default: by time)
     checkpoint_seconds: float = 60.0
+    block_tokens: int | None = None  # for a new memory; default BLOCK_TOKENS rounded to the model
     device: str = "cpu"
     should_stop: Callable[[], bool] = lambda: False  # polled between blocks (Ctrl-C)
     on_progress: Callable[[IngestProgress], None] = lambda progress: None
@@ -66,10 +67,11 @@ class IngestReport:
     sources: list[SourceRecord] = field(default_factory=list)
 
 
-def block_tokens(model: TitansModel) -> int:
+def block_tokens(model: TitansModel, requested: int | None = None) -> int:
+    """Block length: a multiple of the model's chunk and segment, so blocks end on their boundaries."""
     cfg = model.config
     step = math.lcm(cfg.chunk_size, cfg.segment_len)
-    return step * math.ceil(BLOCK_TOKENS / step)
+    return step * max(1, math.ceil((requested or BLOCK_TOKENS) / step))
 
 
 def now() -> str:
@@ -145,7 +147,7 @@ def _plan(request, existing, ref, model, kind, paths) -> tuple[MemorySnapshot, _
             config=model.config.to_dict(),
             kind=kind,
             state={k: v.detach().cpu() for k, v in state.items()},
-            block_tokens=block_tokens(model),
+            block_tokens=block_tokens(model, request.block_tokens),
             created=stamp,
             updated=stamp,
         )

@@ -26,7 +26,8 @@ def pick_device(device: str) -> str:
     return device
 
 
-def run_ingest(inputs, memory, model, kind, resume, force, checkpoint_every, device, quiet) -> None:
+def run_ingest(request: IngestRequest, quiet: bool) -> None:
+    """Run an ingest with progress on stderr; Ctrl-C (or SIGTERM) stops it after a commit."""
     stop = {"requested": False}
 
     def request_stop(signum, frame):  # finish the current block, commit, then stop
@@ -36,9 +37,8 @@ def run_ingest(inputs, memory, model, kind, resume, force, checkpoint_every, dev
         stderr.print("stopping after the current block…")
 
     old = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    request = IngestRequest(list(inputs), Path(memory), model, kind, resume, force,
-                            checkpoint_tokens=checkpoint_every, device=pick_device(device),
-                            should_stop=lambda: stop["requested"])  # fmt: skip
+    request.device = pick_device(request.device)
+    request.should_stop = lambda: stop["requested"]
     try:
         if quiet:
             report = ingest(request)
@@ -54,7 +54,7 @@ def run_ingest(inputs, memory, model, kind, resume, force, checkpoint_every, dev
         f"{report.seconds:.1f}s, model {report.model}, {report.commits} commit(s)"
     )
     if report.interrupted:
-        again = " ".join([*inputs, "--memory", str(memory), "--resume"])
+        again = " ".join([*request.inputs, "--memory", str(request.memory), "--resume"])
         stderr.print(f"interrupted; what was read is committed. Continue with: titans ingest {again}")
         raise Interrupted
 

@@ -119,7 +119,8 @@ class MemoryStore:
         return self.path / "CURRENT"
 
     def exists(self) -> bool:
-        return self.pointer.exists() or (self.path / "commits").is_dir()
+        """True once anything was committed (debris of a crashed first commit does not count)."""
+        return self.pointer.exists() or bool(self.commits())
 
     def commits(self) -> list[int]:
         folder = self.path / "commits"
