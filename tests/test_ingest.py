@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import tiny_config
+from titans_cli.models import TitansModel
 
 from titans_cli.cli import main
 from titans_cli.errors import UserError
 from titans_cli.ingest import IngestRequest, ingest
 from titans_cli.memory_info import describe_memory
 from titans_cli.memory_store import MemoryStore
-from titans_cli.models import TitansModel
 
 BLOCK = 64
 
@@ -165,7 +165,7 @@ def test_corrupt_state_is_refused_and_previous_commit_survives(tmp_path, model_d
     else:
         data[len(data) // 2] ^= 0xFF
     state.write_bytes(bytes(data))
-    with pytest.raises(UserError, match="is corrupt.*previous commit 1 is intact"):
+    with pytest.raises(UserError, match=r"is corrupt.*previous commit 1 is intact"):
         store.load()
     assert main(["info", str(store.path)]) == 2
     assert main(["rollback", str(store.path)]) == 0
