@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config
-from titans_cli.models import TitansModel
 
 from titans_cli.cli import main
 from titans_cli.errors import UserError
 from titans_cli.ingest import IngestRequest, ingest
 from titans_cli.memory_info import describe_memory
 from titans_cli.memory_store import MemoryStore
+from titans_cli.models import TitansModel
+
+from conftest import tiny_config
 
 BLOCK = 64
 

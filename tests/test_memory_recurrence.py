@@ -43,7 +43,7 @@ def test_chunked_matches_token_loop_reference(depth, chunk, length):
 def test_chunk_size_one_is_the_sequential_rule():
     """With C = 1 every token's gradient is taken at the weights just before it."""
     args = random_inputs(1, 9, seed=7)
-    q, k, v, theta, log_eta, log_keep, (w,), (s,) = args
+    _, k, v, theta, log_eta, log_keep, (w,), (s,) = args
     out = memory_recurrence_chunked(*args, chunk_size=1)
     for t in range(9):
         err = torch.einsum("bhoi,bhi->bho", w, k[:, :, t]) - v[:, :, t]

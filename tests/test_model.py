@@ -4,8 +4,10 @@ import random
 
 import pytest
 import torch
-from conftest import VARIANTS, tiny_config, tiny_model
+
 from titans_cli.models import TitansConfig, TitansModel, TitansState
+
+from conftest import VARIANTS, tiny_config, tiny_model
 
 
 def stream_in_pieces(model, tokens, cuts):

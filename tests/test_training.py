@@ -2,8 +2,10 @@
 
 import pytest
 import torch
-from conftest import tiny_config
+
 from titans_cli.models import TitansModel
+
+from conftest import tiny_config
 
 N_KEYS, N_PAIRS, GAP = 16, 6, 40
 
