@@ -13,9 +13,10 @@ model trains through the inner updates.
 from __future__ import annotations
 
 import torch
+from torch import Tensor
+
 from titans_cli.kernels.memory_mlp import activation, activation_grad
 from titans_cli.kernels.recurrence import RecurrenceResult
-from torch import Tensor
 
 
 def chunk_coefficients(theta: Tensor, log_eta: Tensor, log_keep: Tensor) -> tuple[Tensor, ...]:

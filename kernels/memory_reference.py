@@ -8,9 +8,10 @@ no gradient algebra with the fast forms.
 from __future__ import annotations
 
 import torch
+from torch import Tensor
+
 from titans_cli.kernels.memory_mlp import mlp_forward
 from titans_cli.kernels.recurrence import RecurrenceResult
-from torch import Tensor
 
 
 def memory_recurrence_reference(

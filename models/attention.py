@@ -7,10 +7,11 @@ exactly the keys and values later positions can still see, so a stream can be sp
 from __future__ import annotations
 
 import torch
-from titans_cli.models.config import TitansConfig
-from titans_cli.models.layers import rotate
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+from titans_cli.models.config import TitansConfig
+from titans_cli.models.layers import rotate
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, q_pos: Tensor, k_pos: Tensor, window: int | None,

@@ -6,12 +6,13 @@ All use pre-norm residuals and a gated MLP; they differ in how the memory meets 
 from __future__ import annotations
 
 import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
 from titans_cli.models.attention import SegmentAttention, SlidingWindowAttention
 from titans_cli.models.config import TitansConfig
 from titans_cli.models.layers import GatedMLP, RMSNorm
 from titans_cli.models.neural_memory import NeuralMemory
-from torch import Tensor, nn
-from torch.nn import functional as F
 
 LayerState = dict[str, Tensor]
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
 from titans_cli.kernels import memory_recurrence, mlp_forward
 from titans_cli.kernels.memory_mlp import layer_shapes
 from titans_cli.models.config import TitansConfig
 from titans_cli.models.layers import RMSNorm
-from torch import Tensor, nn
-from torch.nn import functional as F
 
 
 class NeuralMemory(nn.Module):

@@ -8,12 +8,13 @@ from typing import NamedTuple
 
 import torch
 from safetensors.torch import load_model, save_model
+from torch import Tensor, nn
+
 from titans_cli.models.blocks import BLOCKS
 from titans_cli.models.config import TitansConfig
 from titans_cli.models.layers import RMSNorm
 from titans_cli.models.neural_memory import NeuralMemory
 from titans_cli.models.state import TitansState
-from torch import Tensor, nn
 
 
 class StreamOutput(NamedTuple):
