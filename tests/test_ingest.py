@@ -106,6 +106,22 @@ def test_interrupt_and_resume_is_bit_identical(tmp_path, model_dir):
     assert digest(tmp_path / "cut") == digest(tmp_path / "straight")
 
 
+def test_interrupt_exactly_at_a_source_boundary_resumes_at_the_next_source(tmp_path, model_dir):
+    inputs = write_texts(tmp_path, [2 * BLOCK, 3 * BLOCK, 50])
+    run(inputs, tmp_path / "straight", model_dir)
+    calls = {"n": 0}
+
+    def stop_after_two_blocks():
+        calls["n"] += 1
+        return calls["n"] == 2
+
+    run(inputs, tmp_path / "cut", model_dir, should_stop=stop_after_two_blocks)
+    sources = MemoryStore(tmp_path / "cut").load().sources
+    assert [s.complete for s in sources] == [True, False, False]
+    run(inputs, tmp_path / "cut", model_dir, resume=True)
+    assert digest(tmp_path / "cut") == digest(tmp_path / "straight")
+
+
 def test_resume_refuses_a_changed_input(tmp_path, model_dir):
     inputs = write_texts(tmp_path, [300, 300])
     run(inputs, tmp_path / "mem", model_dir, should_stop=lambda: True)
@@ -250,7 +266,8 @@ def test_ctrl_c_commits_and_exits_130(tmp_path, model_dir):
 def test_sigkill_at_random_instants_then_resume_is_bit_identical(tmp_path, model_dir, seed):
     inputs = write_texts(tmp_path, [1500, 900, 1100], seed=seed)
     reference = tmp_path / "reference"
-    run(inputs, reference, model_dir)
+    proc = cli(*ingest_args(inputs, reference, model_dir))  # same process settings as the killed runs
+    assert proc.wait(timeout=600) == 0
     memory = tmp_path / "killed"
     rng = random.Random(seed)
     for _ in range(2):  # kill twice at random instants (python and torch take ~2 s to start)

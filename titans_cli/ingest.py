@@ -89,7 +89,7 @@ def ingest(request: IngestRequest) -> IngestReport:
     if existing is not None and existing.kind != kind:
         raise UserError(f"{request.memory}: this memory holds {existing.kind} input, not {kind}")
     snapshot, first, skip_tokens = _plan(request, existing, ref, model, kind, reader.source_paths)
-    if skip_tokens:  # restart the partial source at its beginning and re-verify what was consumed
+    if first.local:  # resuming: restart at the partial source's beginning and re-verify what was consumed
         reader.close()
         reader = open_input(request.inputs, kind=kind, start=ReadPosition(first.local, 0, 0))
 
