@@ -53,6 +53,7 @@ def ingest(
     ),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, or auto."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON report on stdout."),
 ) -> None:
     """Stream INPUTS through the model; its memory learns them and is committed to MEMORY."""
     from titans_cli.ingest import IngestRequest
@@ -69,7 +70,7 @@ def ingest(
         block_tokens=block_tokens,
         device=device,
     )
-    run_ingest(request, quiet)
+    run_ingest(request, quiet, as_json)
 
 
 @app.command()

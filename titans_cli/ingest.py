@@ -63,6 +63,7 @@ class IngestReport:
     total_tokens: int
     seconds: float
     commits: int
+    commit_seconds: float  # of `seconds`, spent writing commits
     interrupted: bool
     sources: list[SourceRecord] = field(default_factory=list)
 
@@ -216,6 +217,7 @@ class _Stream:
         self.resume_at: ReadPosition | None = None
         self.surprise_rows: list[tuple[int, int, float, int]] = []
         self.last_surprise = float("nan")
+        self.commit_seconds = 0.0
 
     def drop(self, tokens: int, local: int) -> None:
         """Re-read the first `tokens` tokens of a partial source and check them against the record."""
@@ -257,7 +259,8 @@ class _Stream:
         batch = self.snapshot.sources[self.base :]
         added = sum(s.tokens for s in batch)
         return IngestReport(store.path, self.snapshot.model_name, added, self.snapshot.tokens,
-                            time.monotonic() - started, commits + 1, interrupted, batch)  # fmt: skip
+                            time.monotonic() - started, commits + 1, self.commit_seconds, interrupted,
+                            batch)  # fmt: skip
 
     def _push(self, piece: Piece) -> None:
         self.queue.append([piece, 0])
@@ -307,6 +310,7 @@ class _Stream:
 
     def _commit(self, store: MemoryStore, finished: bool) -> None:
         """Record how far each source of this batch was consumed, then commit state and surprise."""
+        started = time.monotonic()
         batch = self.snapshot.sources[self.base :]
         read_to_end = {info.source_index: info for info in self.reader.sources if info.complete}
         at = self.resume_at
@@ -328,3 +332,4 @@ class _Stream:
         snapshot = replace(self.snapshot, state=state, pending=self.carry.cpu(), updated=now())
         self.snapshot = store.commit(snapshot, rows)
         self.surprise_rows = []
+        self.commit_seconds += time.monotonic() - started

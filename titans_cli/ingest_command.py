@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
@@ -26,7 +27,7 @@ def pick_device(device: str) -> str:
     return device
 
 
-def run_ingest(request: IngestRequest, quiet: bool) -> None:
+def run_ingest(request: IngestRequest, quiet: bool, as_json: bool = False) -> None:
     """Run an ingest with progress on stderr; Ctrl-C (or SIGTERM) stops it after a commit."""
     stop = {"requested": False}
 
@@ -49,6 +50,10 @@ def run_ingest(request: IngestRequest, quiet: bool) -> None:
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+    if as_json:
+        fields = dataclasses.asdict(report)
+        fields["memory"] = str(report.memory)
+        print(json.dumps(fields))
     stderr.print(
         f"{report.memory}: +{report.tokens_added:,} tokens ({report.total_tokens:,} in all) in "
         f"{report.seconds:.1f}s, model {report.model}, {report.commits} commit(s)"
