@@ -231,36 +231,42 @@ class _Stream:
             raise UserError(f"{record.path}: changed since it was ingested; it cannot be resumed")
 
     def run(self, store: MemoryStore, request: IngestRequest) -> IngestReport:
-        started = last_commit = time.monotonic()
-        fed = since_commit = commits = 0
-        interrupted = False
-        for piece in self.pieces:
-            self._push(piece)
-            while len(self.carry) + self.queued >= (need := self.block - self.state.position % self.block):
-                self._feed(need)
-                fed += need
-                since_commit += need
-                elapsed = time.monotonic() - started
-                request.on_progress(IngestProgress(self.reader.bytes_read, self.reader.total_bytes, fed,
-                                                   fed / max(elapsed, 1e-9), self.last_surprise))  # fmt: skip
-                if request.should_stop():
-                    interrupted = True
+        self.started = self.last_commit = time.monotonic()
+        self.fed = self.since_commit = self.commits = 0
+        # Tokens re-read while resuming may already fill a block: feed them before reading on.
+        interrupted = self._feed_whole_blocks(store, request)
+        if not interrupted:
+            for piece in self.pieces:
+                self._push(piece)
+                if interrupted := self._feed_whole_blocks(store, request):
                     break
-                if (since_commit >= request.checkpoint_tokens if request.checkpoint_tokens
-                        else time.monotonic() - last_commit >= request.checkpoint_seconds):  # fmt: skip
-                    self._commit(store, finished=False)
-                    commits += 1
-                    last_commit, since_commit = time.monotonic(), 0
-            if interrupted:
-                break
         if not interrupted:  # the tail of the input waits in the memory for the rest of its block
             self.carry = torch.cat([self.carry, self._ids(self._take(self.queued))])
         self._commit(store, finished=not interrupted)
         batch = self.snapshot.sources[self.base :]
         added = sum(s.tokens for s in batch)
         return IngestReport(store.path, self.snapshot.model_name, added, self.snapshot.tokens,
-                            time.monotonic() - started, commits + 1, self.commit_seconds, interrupted,
+                            time.monotonic() - self.started, self.commits + 1, self.commit_seconds, interrupted,
                             batch)  # fmt: skip
+
+    def _feed_whole_blocks(self, store: MemoryStore, request: IngestRequest) -> bool:
+        """Feed every whole block that is ready, committing when due; True if asked to stop."""
+        while len(self.carry) + self.queued >= (need := self.block - self.state.position % self.block):
+            self._feed(need)
+            self.fed += need
+            self.since_commit += need
+            elapsed = time.monotonic() - self.started
+            request.on_progress(IngestProgress(self.reader.bytes_read, self.reader.total_bytes, self.fed,
+                                               self.fed / max(elapsed, 1e-9), self.last_surprise))  # fmt: skip
+            if request.should_stop():
+                return True
+            due = (self.since_commit >= request.checkpoint_tokens if request.checkpoint_tokens
+                   else time.monotonic() - self.last_commit >= request.checkpoint_seconds)  # fmt: skip
+            if due:
+                self._commit(store, finished=False)
+                self.commits += 1
+                self.last_commit, self.since_commit = time.monotonic(), 0
+        return False
 
     def _push(self, piece: Piece) -> None:
         self.queue.append([piece, 0])
