@@ -17,11 +17,13 @@ torch form. Activations q/k/v may be float32, float16 or bfloat16; everything in
 float32 products run as TF32×3 on tensor cores (not plain TF32), so results match the torch form to
 about float32 rounding.
 
-Register budget (float32, per program): the state is 2·Σ_l d_out·d_in floats. d=32 (depth 1: 2K,
-depth 2 with e=2: 8K floats) and d=64 depth 1 (8K) fit in the register file with room for the chunk's
-activations; d=64 depth 2 (32K) and d=128 depth 1 (32K) are at the edge and spill partly; d=128 depth 2
-(128K floats = 512 KiB) exceeds registers plus shared memory of any current SM, so the compiler spills
-to local memory (correct, L1/L2-backed, slow). TRITON_NOTES.md has the measured ptxas figures.
+On-chip budget (ptxas for sm_90, Triton 3.9; TRITON_NOTES.md has the table). The state, 2·Σ_l d_out·d_in
+floats, lives in registers: activations are held feature-major, [features, C], so the state is always
+the register operand of a tensor-core product and only chunk-sized tiles are staged in shared memory.
+Every configuration takes 255 registers per thread and spills some of the state to local memory (about
+1 KiB per thread at d=32, depth 2, C=16; 6 KiB at d=64, depth 2, C=64; 10 KiB at d=128, depth 2):
+correct, served from L1/L2, slower. Shared memory grows with (widest layer × C) and with C²: d=64,
+depth 2, C=64 needs 192 KiB (an sm_90 SM has 227 KiB, sm_80 163 KiB). Larger ones are refused.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from __future__ import annotations
 import contextlib
 
 import torch
-from titans_cli.kernels.recurrence import RecurrenceResult
 from torch import Tensor
+
+from titans_cli.kernels.recurrence import RecurrenceResult
 
 try:
     import triton
@@ -39,16 +42,23 @@ except ImportError:  # triton is Linux x86-64 only (pyproject); the dispatcher t
     triton = None
 
 # `@triton.jit` picks the CPU interpreter or the GPU compiler when it decorates, i.e. when this module is
-# imported with or without TRITON_INTERPRET=1; the launch-time environment does not matter.
+# imported with or without TRITON_INTERPRET=1. Interpreting also needs the flag when `triton.language` is
+# first imported and at launch (tests/test_kernel_triton.py says why).
 INTERPRETED = triton is not None and bool(triton.knobs.runtime.interpret)
 
 HEAD_DIMS = (16, 32, 64, 128)
 CHUNK_SIZES = (16, 32, 64, 128)
 MAX_DEPTH = 3
 MAX_HIDDEN = 256  # e·d; tl.arange needs a power of two, and wider tiles no longer fit on chip
+MAX_STATE_FLOATS = 131072  # d=128, depth 2, e=2 (512 KiB): already spills to local memory (TRITON_NOTES.md)
+# Largest (widest layer × C) activation tile and chunk per depth. Beyond these the kernel needs more than
+# the 227 KiB of shared memory an sm_90 SM offers (ptxas figures in TRITON_NOTES.md), so it is refused
+# up front instead of after a minute of compiling; smaller GPUs are caught at launch (`_launching`).
+_TILE_LIMITS = {1: (16384, 128), 2: (8192, 64), 3: (4096, 64)}
 # Float32 products on tensor cores as three TF32 products (≈ float32 accuracy). Plain "ieee" goes through
-# FMA layouts that hold whole operand rows per thread: on sm_90 it spills even at d=32, depth 2, and
-# takes minutes to compile (TRITON_NOTES.md). The interpreter computes in float32 whatever this says.
+# FMA layouts that hold whole operand rows per thread: on sm_90 it spills 6–9 KiB per thread at d=32,
+# depth 2, and takes up to two minutes to compile (TRITON_NOTES.md). The interpreter computes in float32
+# whatever this says.
 DEFAULT_PRECISION = "tf32x3"
 _FLOAT_ACTIVATIONS = (torch.float32, torch.float16, torch.bfloat16)
 # Configurations whose compiled kernel needed more shared memory than the GPU has (the limit differs by
@@ -64,8 +74,8 @@ def triton_supported(head_dim: int, depth: int, chunk_size: int, device, hidden:
     """Whether `memory_recurrence_triton` runs this configuration (hidden defaults to 2·head_dim)."""
     if hidden is None:
         hidden = 2 * head_dim
-    device = torch.device(device)
-    return triton is not None and not _config_problem("recurrence", head_dim, hidden, depth, chunk_size, device)
+    problem = _config_problem("recurrence", head_dim, hidden, depth, chunk_size, torch.device(device))
+    return triton is not None and not problem
 
 
 def _config_problem(kernel: str, head_dim: int, hidden: int, depth: int, chunk_size: int,
@@ -83,6 +93,12 @@ def _config_problem(kernel: str, head_dim: int, hidden: int, depth: int, chunk_s
         return f"memory depth {depth} is not in 1..{MAX_DEPTH}"
     if depth > 1 and (hidden < 16 or hidden > MAX_HIDDEN or hidden & (hidden - 1)):
         return f"hidden width {hidden} is not a power of two in 16..{MAX_HIDDEN}"
+    if _state_floats(head_dim, hidden, depth) > MAX_STATE_FLOATS:
+        return f"a depth-{depth} memory of width {hidden} has too large a state to keep on chip"
+    max_tile, max_chunk = _TILE_LIMITS[depth]
+    widest = head_dim if depth == 1 else hidden
+    if kernel == "recurrence" and (widest * chunk_size > max_tile or chunk_size > max_chunk):
+        return f"depth {depth}, width {widest}, chunk {chunk_size} needs more shared memory than sm_90 has"
     return ""
 
 
@@ -105,10 +121,14 @@ def _launching(kernel: str, head_dim: int, hidden: int, depth: int, block: int, 
         raise TritonUnsupported(_TOO_BIG[key]) from error
 
 
+def _state_floats(head_dim: int, hidden: int, depth: int) -> int:
+    """2·Σ_l d_out·d_in: weights and momentum of every layer."""
+    return 2 * head_dim * head_dim if depth == 1 else 2 * hidden * (2 * head_dim + (depth - 2) * hidden)
+
+
 def _num_warps(head_dim: int, hidden: int, depth: int) -> int:
     """More warps for bigger state tiles, so each thread holds fewer registers (see TRITON_NOTES.md)."""
-    state = 2 * head_dim * head_dim if depth == 1 else 2 * hidden * (2 * head_dim + (depth - 2) * hidden)
-    return 4 if state <= 8192 else 8
+    return 4 if _state_floats(head_dim, hidden, depth) <= 8192 else 8
 
 
 if triton is not None:
@@ -389,9 +409,13 @@ def memory_recurrence_triton(
 
 
 def mlp_read_triton(
-    weights: list[Tensor], queries: Tensor, block: int = 64, input_precision: str = DEFAULT_PRECISION
+    weights: list[Tensor], queries: Tensor, block: int | None = None, input_precision: str = DEFAULT_PRECISION
 ) -> Tensor:
-    """M(q) with fixed weights (MAC's segment read), queries [B, H, T, d] → float32 [B, H, T, d]."""
+    """M(q) with fixed weights (MAC's segment read), queries [B, H, T, d] → float32 [B, H, T, d].
+
+    One program per `block` tokens of one (b, h); by default 64, fewer for a wide memory (activation tiles
+    ≤ 8192 floats: at d=128, depth 2, block 32 spills 0.9 KiB per thread on sm_90, block 64 2.2 KiB).
+    """
     if triton is None:
         raise TritonUnsupported("triton is not installed")
     if queries.dim() != 4:
@@ -399,6 +423,8 @@ def mlp_read_triton(
     batch, heads, length, head_dim = queries.shape
     _check_activations("queries", queries)
     hidden = _check_state(weights, None, (batch, heads), head_dim, queries.device)
+    if block is None:
+        block = max(16, min(64, 8192 // (hidden if len(weights) > 1 else head_dim)))
     problem = _config_problem("read", head_dim, hidden, len(weights), block, queries.device)
     if problem:
         raise TritonUnsupported(problem)
