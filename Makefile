@@ -15,7 +15,10 @@ test: install
 lint:
 	$(PYTHON) -m ruff check .
 
-# Until the bundled models and `ingest` land, the demo streams a document through a fresh model.
+# Until the bundled models land (#6), the demo ingests this repository's docs with a freshly
+# initialised model and shows what the memory holds.
 demo: install
-	titans --version
-	$(PYTHON) bench/model.py --tokens 4096 --repeats 1 --no-peer
+	rm -rf .demo
+	$(PYTHON) -c "from titans_cli.models import TitansConfig, TitansModel; TitansModel(TitansConfig(d_model=64, n_layers=2, n_heads=2, name='demo')).save_pretrained('.demo/model')"
+	titans ingest README.md FORMAT.md --memory .demo/docs.mem --model .demo/model
+	titans info .demo/docs.mem

@@ -30,15 +30,18 @@ class NeuralMemory(nn.Module):
         inner = cfg.n_heads * cfg.head_dim
         self.qkv = nn.Linear(cfg.d_model, 3 * inner, bias=False)
         self.conv = nn.Conv1d(3 * inner, 3 * inner, cfg.conv_kernel, groups=3 * inner, bias=False)
-        # θ_t, η_t, α_t logits per head. Biases start the memory with a modest learning rate, long
-        # momentum and little forgetting, so it can store from the first step of training.
+        # θ_t, η_t, α_t logits per head. All gradients of a chunk share the chunk-start weights, so
+        # for aligned keys one chunk moves the memory by about C·θ/(1 − η) times its error: starting
+        # at θ = (1 − η)/C makes that step exactly 1 (no overshoot) whatever the chunk size, with
+        # η = 0.5 and almost no forgetting. Training moves the gates from there.
         self.gates = nn.Linear(cfg.d_model, 3 * cfg.n_heads)
+        eta0 = 0.5
+        theta0 = min(0.5, (1 - eta0) / cfg.chunk_size / cfg.theta_max)
         with torch.no_grad():
-            self.gates.weight.mul_(0.1)
             bias = self.gates.bias.view(3, cfg.n_heads)
-            bias[0].fill_(-2.0)
-            bias[1].fill_(1.0)
-            bias[2].fill_(-5.0)
+            bias[0].fill_(math.log(theta0 / (1 - theta0)))
+            bias[1].fill_(math.log(eta0 / (1 - eta0)))
+            bias[2].fill_(-6.0)
         self.initial = nn.ParameterList(
             nn.Parameter(torch.randn(cfg.n_heads, d_out, d_in) / math.sqrt(d_in))
             for d_out, d_in in layer_shapes(cfg.head_dim, cfg.memory_depth, cfg.memory_expansion)

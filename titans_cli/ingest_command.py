@@ -112,4 +112,4 @@ def show_info(memory: Path, as_json: bool) -> None:
     out.print(table)
     profile = [p["mean_surprise"] for p in info["surprise_profile"]]
     if profile:
-        out.print(f"surprise     {sparkline(profile)}  ({min(profile):.3f} … {max(profile):.3f})")
+        out.print(f"surprise     {sparkline(profile)}  ({min(profile):.4g} … {max(profile):.4g})")
