@@ -10,7 +10,7 @@ install:
 
 test: install
 	$(PYTHON) -m ruff check .
-	$(PYTHON) -m pytest -q -m "slow or not slow"
+	OMP_WAIT_POLICY=PASSIVE $(PYTHON) -m pytest -q -m "slow or not slow"
 
 lint:
 	$(PYTHON) -m ruff check .

@@ -1,20 +1,88 @@
 """Implementations of the memory recurrence: a token-loop reference, the chunked torch form, kernels.
 
-Each fast form sits beside the reference it is tested against. `memory_recurrence` picks the one to
-use for a call.
+Each fast form sits beside the reference it is tested against:
+
+    memory_reference.py   token loop with autograd: the ground truth
+    memory_chunked.py     closed-form chunks in torch: differentiable, used for training
+    memory_cpu.py         the same math fused for CPU throughput (inference)
+    memory_triton.py      one Triton program per stream and head (inference on CUDA)
+
+`memory_recurrence` picks one per call; `TITANS_KERNEL=torch|cpu|triton` forces a choice.
 """
 
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import Tensor
+
 from titans_cli.kernels.memory_chunked import memory_recurrence_chunked
+from titans_cli.kernels.memory_cpu import memory_recurrence_cpu
 from titans_cli.kernels.memory_mlp import mlp_forward
 from titans_cli.kernels.memory_reference import memory_recurrence_reference
 from titans_cli.kernels.recurrence import RecurrenceResult
 
-memory_recurrence = memory_recurrence_chunked
+KERNEL_CHOICES = ("auto", "torch", "cpu", "triton")
+
+
+def kernel_choice() -> str:
+    choice = os.environ.get("TITANS_KERNEL", "auto").lower()
+    if choice not in KERNEL_CHOICES:
+        raise ValueError(f"TITANS_KERNEL={choice!r}: use one of {', '.join(KERNEL_CHOICES)}")
+    return choice
+
+
+def memory_recurrence(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    theta: Tensor,
+    log_eta: Tensor,
+    log_keep: Tensor,
+    weights: list[Tensor],
+    momentum: list[Tensor],
+    chunk_size: int,
+) -> RecurrenceResult:
+    """The memory recurrence over a span (see `RecurrenceResult`), by the fastest fitting implementation.
+
+    Whenever a gradient is needed the differentiable chunked form runs (the fast forms have no
+    backward). Otherwise: Triton on CUDA where the shape is supported, the fused path on CPU.
+    """
+    args = (q, k, v, theta, log_eta, log_keep, weights, momentum, chunk_size)
+    choice = kernel_choice()
+    tensors = (q, k, v, theta, log_eta, log_keep, *weights, *momentum)
+    # A fresh state's weights are views of parameters, so they count here even under no_grad views.
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    if choice == "torch" or needs_grad:
+        return memory_recurrence_chunked(*args)
+    if q.is_cuda:
+        if choice == "cpu":
+            raise ValueError("TITANS_KERNEL=cpu cannot run on a CUDA device")
+        from titans_cli.kernels import memory_triton  # imports triton: only where it can run
+
+        hidden = weights[0].shape[-2] if len(weights) > 1 else None
+        if memory_triton.triton_supported(q.shape[-1], len(weights), chunk_size, q.device, hidden):
+            try:
+                return memory_triton.memory_recurrence_triton(*args)
+            except memory_triton.TritonUnsupported:
+                if choice == "triton":
+                    raise
+        elif choice == "triton":
+            raise ValueError(f"TITANS_KERNEL=triton: no Triton kernel for head width {q.shape[-1]}, "
+                             f"depth {len(weights)}, chunk {chunk_size}")  # fmt: skip
+        return memory_recurrence_chunked(*args)
+    if choice == "triton":
+        raise ValueError("TITANS_KERNEL=triton needs a CUDA device")
+    return memory_recurrence_cpu(*args)
+
 
 __all__ = [
     "RecurrenceResult",
+    "kernel_choice",
     "memory_recurrence",
     "memory_recurrence_chunked",
+    "memory_recurrence_cpu",
     "memory_recurrence_reference",
     "mlp_forward",
 ]

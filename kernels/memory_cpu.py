@@ -23,97 +23,96 @@ The loop over chunks stays sequential: each chunk's gradients are taken at its s
 from __future__ import annotations
 
 import torch
-from titans_cli.kernels.recurrence import RecurrenceResult
 from torch import Tensor
 from torch.nn import functional as F
+
+from titans_cli.kernels.recurrence import RecurrenceResult
 
 # Weight-independent work runs on blocks of this many chunk × [B·H] matrices: enough to batch the
 # per-token recurrence of the coefficients, small enough that a block's operands stay in cache.
 _BLOCK_MATRICES = 128
 
 
-def _block_coefficients(theta: Tensor, log_eta: Tensor, log_keep: Tensor, acc: Tensor) -> dict[str, Tensor]:
-    """Gate coefficients of M chunks at once (SPEC 2b), from gates [M, C]; `acc` [M, C, C + 1] is scratch.
-
-    c and b are summed by their recurrences over t, c_{t,i} = (1 − α_t) c_{t−1,i} + θ_i E_t/E_i and
-    b_t = (1 − α_t) b_{t−1} + E_t, one step for all M chunks at a time. That needs only the E_t/E_i
-    ratios (log space, each ≤ 1; the upper triangle is zeroed after the exp, which discards any
-    overflow there), not `chunk_coefficients`' β_t/β_s matrix and C×C product. c and m come out
-    negated, the sign they enter every matmul with.
-    """
-    n = theta.shape[-1]
-    log_e, log_b = log_eta.cumsum(-1), log_keep.cumsum(-1)
-    e = log_e.exp()
-    # Row t starts as [E_t/E_i for i ≤ t | E_t]; the recurrence turns it into [c_{t,i}/θ_i | b_t].
-    ratios, b = acc[..., :n], acc[..., n:]
-    torch.sub(log_e[:, :, None], log_e[:, None, :], out=ratios).exp_().tril_()
-    b.copy_(e[:, :, None])
-    keep = log_keep.exp()[:, :, None]
-    for t in range(1, n):
-        acc[:, t].addcmul_(acc[:, t - 1], keep[:, t])
-    neg_theta = theta.neg()
-    neg_c = ratios.mul_(neg_theta[:, None, :])  # −c_{t,i}
-    return {
-        "neg_c": neg_c,
-        "beta": log_b.exp()[:, :, None],  # β_t, a column
-        "b": b,
-        "neg_c_end": neg_c[:, -1, :, None],  # −c_{n,i}: token i's weight in the chunk-end weights
-        "neg_m": (neg_theta * (log_e[:, -1:] - log_e).exp())[:, :, None],  # −θ_i E_n/E_i: same for S
-        "beta_n": log_b[:, -1, None, None].exp(),
-        "b_n": b[:, -1:, :],
-        "e_n": e[:, -1, None, None],
-    }
-
-
 class _Block:
-    """Chunk-major operands of up to `g` chunks: inputs, coefficients and first-layer operands.
+    """Chunk-major operands of up to `g` chunks: inputs, gate coefficients and first-layer operands.
 
-    Allocated once per call and refilled per block; `chunks[j]` holds chunk j's views.
+    Allocated once per call and refilled per block with out= ops; `chunks[j]` holds chunk j's views,
+    also made once.
     """
 
     def __init__(self, ref: Tensor, g: int, n: int, chunk: int, width: int, d_out: int):
         m = g * n
-        self.g, self.n, self.chunk = g, n, chunk
+        self.n, self.chunk, self.width = n, chunk, width
         self.q, self.k, self.v = (ref.new_empty(m, chunk, width) for _ in range(3))
-        self.gates = ref.new_empty(3, m, chunk)
-        self.acc = ref.new_empty(m, chunk, chunk + 1)
+        self.gates = ref.new_empty(3, m, chunk)  # θ, log η, log(1 − α)
+        self.cum = ref.new_empty(2, m, chunk)  # log E_t, log β_t
+        self.e, self.keep, self.beta, self.neg_m = (ref.new_empty(m, chunk) for _ in range(4))
+        self.acc = ref.new_empty(m, chunk, chunk + 1)  # [−c | b], see `coefficients`
         self.left1 = ref.new_empty(m, chunk, 2 * width)  # [β⊙q | b⊙q]
         self.neg_a1 = ref.new_empty(m, chunk, chunk)  # −c⊙(q kᵀ)
         self.scaled1 = ref.new_empty(m, chunk, 2 * width)  # [−c_end⊙k | −m⊙k]
         self.y = ref.new_empty(g, n, chunk, d_out)
         self.surprise = ref.new_empty(g, n, chunk)
-        self.width = width
+        neg_c, b = self.acc[..., :chunk], self.acc[..., chunk:]
+        views = {
+            "k": self.k, "v": self.v, "left1": self.left1, "neg_a1": self.neg_a1,
+            "scaled1_t": self.scaled1.transpose(1, 2),
+            "neg_c": neg_c, "beta": self.beta[..., None], "b": b,  # −c_{t,i}, β_t, b_t
+            "neg_c_end": neg_c[:, -1, :, None], "neg_m": self.neg_m[..., None],  # −c_{n,i}, −θ_iE_n/E_i
+            "beta_n": self.beta[:, -1:, None], "b_n": b[:, -1:], "e_n": self.e[:, -1:, None],
+        }  # fmt: skip
+        self.chunks = [dict(zip(views, parts)) for parts in zip(*(t.split(n) for t in views.values()))]
 
-    def fill(self, q, k, v, theta, log_eta, log_keep, start: int, stop: int) -> list[dict[str, Tensor]]:
-        """Load chunks [start, stop) of the span (zero past its end: θ = 0 there, so nothing leaks back)."""
-        n, chunk, w = self.n, self.chunk, self.width
-        m = (stop - start) * n
+    def fill(self, q, k, v, theta, log_eta, log_keep, start: int, stop: int) -> None:
+        """Load chunks [start, stop) of the span; past its end all is zero (θ = 0: nothing leaks back)."""
+        m, w = (stop - start) * self.n, self.width
         for src, dst in ((q, self.q), (k, self.k), (v, self.v), (theta, self.gates[0]),
                          (log_eta, self.gates[1]), (log_keep, self.gates[2])):  # fmt: skip
-            _move(src if src.dim() == 4 else src[..., None], dst[:m], start * chunk, chunk, into_chunks=True)
-        coef = _block_coefficients(*(x[:m] for x in self.gates), acc=self.acc[:m])
-        q, k = self.q[:m], self.k[:m]
-        torch.mul(q, coef["beta"], out=self.left1[:m, :, :w])
-        torch.mul(q, coef["b"], out=self.left1[:m, :, w:])
-        torch.bmm(q, k.transpose(1, 2), out=self.neg_a1[:m]).mul_(coef["neg_c"])
-        torch.mul(k, coef["neg_c_end"], out=self.scaled1[:m, :, :w])
-        torch.mul(k, coef["neg_m"], out=self.scaled1[:m, :, w:])
-        coef.update(k=k, v=self.v[:m], left1=self.left1[:m], neg_a1=self.neg_a1[:m],
-                    scaled1_t=self.scaled1[:m].transpose(1, 2))  # fmt: skip
-        return [dict(zip(coef, parts)) for parts in zip(*(t.split(n) for t in coef.values()))]
+            _move(src, dst[:m], start * self.chunk, self.chunk, into_chunks=True)
+        self.coefficients(m)
+        q, k, neg_c, b = self.q[:m], self.k[:m], self.acc[:m, :, :-1], self.acc[:m, :, -1:]
+        torch.mul(q, self.beta[:m, :, None], out=self.left1[:m, :, :w])
+        torch.mul(q, b, out=self.left1[:m, :, w:])
+        torch.bmm(q, k.transpose(1, 2), out=self.neg_a1[:m]).mul_(neg_c)
+        torch.mul(k, neg_c[:, -1, :, None], out=self.scaled1[:m, :, :w])
+        torch.mul(k, self.neg_m[:m, :, None], out=self.scaled1[:m, :, w:])
+
+    def coefficients(self, m: int) -> None:
+        """Gate coefficients of the first m chunk × [B·H] rows (SPEC 2b).
+
+        c and b are summed by their recurrences over t, c_{t,i} = (1 − α_t) c_{t−1,i} + θ_i E_t/E_i
+        and b_t = (1 − α_t) b_{t−1} + E_t, one step for all rows at a time. That needs only the
+        E_t/E_i ratios (log space, each ≤ 1; the upper triangle is zeroed after the exp, which
+        discards any overflow there), not `chunk_coefficients`' β_t/β_s matrix and C×C product.
+        c and m are kept negated, the sign they enter every matmul with.
+        """
+        n = self.chunk
+        theta, keep, e, acc = self.gates[0, :m], self.keep[:m], self.e[:m], self.acc[:m]
+        log_e, log_b = torch.cumsum(self.gates[1:, :m], -1, out=self.cum[:, :m])
+        torch.exp(log_e, out=e)
+        torch.exp(self.gates[2, :m], out=keep)
+        torch.exp(log_b, out=self.beta[:m])
+        # Row t of acc starts as [E_t/E_i for i ≤ t | E_t]; the recurrence makes it [c_{t,i}/θ_i | b_t].
+        torch.sub(log_e[:, :, None], log_e[:, None, :], out=acc[..., :n]).exp_().tril_()
+        acc[..., n].copy_(e)
+        for t in range(1, n):
+            acc[:, t].addcmul_(acc[:, t - 1], keep[:, t, None])
+        neg_theta = theta.neg()
+        acc[..., :n].mul_(neg_theta[:, None, :])
+        torch.sub(log_e[:, -1:], log_e, out=self.neg_m[:m]).exp_().mul_(neg_theta)
 
 
 def _move(span: Tensor, chunks: Tensor, offset: int, chunk: int, into_chunks: bool) -> None:
-    """Copy between a span [B, H, T, X] (tokens from `offset`) and chunk-major [G·B·H, C, X] (or [G·B·H, C]).
+    """Copy between a span [B, H, T(, X)] (tokens from `offset`) and chunk-major [G·B·H, C(, X)].
 
     Into chunks, positions past the span's end are zeroed; out of them, they are dropped. Only the
     block's own tokens are touched, whatever the span's strides (the model's q is a transposed view).
     """
-    batch, heads, length = span.shape[:3]
+    batch, heads = span.shape[:2]
     g = chunks.shape[0] // (batch * heads)
     chunks = chunks.view(g, batch, heads, chunk, -1)
     span = span[:, :, offset : offset + g * chunk]
-    if span.dim() == 3:
+    if span.dim() == 3:  # gates and surprise
         span = span[..., None]
     full, rest = divmod(span.shape[2], chunk)
     pairs = [(span[:, :, : full * chunk].unflatten(2, (full, chunk)).permute(2, 0, 1, 3, 4), chunks[:full])]
@@ -152,7 +151,7 @@ class _Plan:
 
         # Hidden layers: pre-activation, SiLU and σ' on the keys, the read of the queries, and the
         # operands of the next layer, built per chunk because its inputs depend on the weights.
-        self.z, self.act, self.dact, self.read = per_hidden(1), per_hidden(1), per_hidden(1), per_hidden(1)
+        self.z, self.act, self.dact, self.read = (per_hidden(1) for _ in range(4))
         self.act_t = [a.transpose(1, 2) for a in self.act]
         self.left, self.scaled = per_hidden(2), per_hidden(2)
         self.left_halves = [(x[..., :h], x[..., h:]) for x, h in zip(self.left, hidden)]
@@ -243,7 +242,9 @@ def memory_recurrence_cpu(
     """
     tensors = [q, k, v, theta, log_eta, log_keep, *weights, *momentum]
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        raise RuntimeError("memory_recurrence_cpu is inference-only; use memory_recurrence_chunked to train")
+        raise RuntimeError(
+            "memory_recurrence_cpu is inference-only; use memory_recurrence_chunked where gradients flow"
+        )
     batch, heads, length, _ = q.shape
     if length == 0:
         empty = q.new_zeros(batch, heads, 0, weights[-1].shape[-2])
@@ -263,10 +264,11 @@ def _run(q, k, v, theta, log_eta, log_keep, weights, momentum, chunk) -> Recurre
     surprise = q.new_empty(batch, heads, length)
     for start in range(0, n_chunks, group):
         stop = min(start + group, n_chunks)
-        for j, op in enumerate(block.fill(q, k, v, theta, log_eta, log_keep, start, stop)):
-            _chunk_step(plan, op, block.y[j], block.surprise[j], commit=start + j < full)
+        block.fill(q, k, v, theta, log_eta, log_keep, start, stop)
+        for j in range(stop - start):
+            _chunk_step(plan, block.chunks[j], block.y[j], block.surprise[j], commit=start + j < full)
         m = (stop - start) * n
-        _move(y, block.y[: stop - start].view(m, chunk, d_out), start * chunk, chunk, into_chunks=False)
-        _move(surprise, block.surprise[: stop - start].view(m, chunk), start * chunk, chunk, into_chunks=False)
+        _move(y, block.y[: stop - start].view(m, chunk, d_out), start * chunk, chunk, False)
+        _move(surprise, block.surprise[: stop - start].view(m, chunk), start * chunk, chunk, False)
     w, s = plan.state((batch, heads), weights[0].dtype) if full else (list(weights), list(momentum))
     return RecurrenceResult(y, w, s, surprise.mul_(0.5))

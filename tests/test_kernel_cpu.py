@@ -1,0 +1,131 @@
+"""The inference CPU path against the token-loop reference and the chunked dual form (SPEC 2, 2b)."""
+
+import pytest
+import torch
+from test_memory_recurrence import random_inputs
+
+from titans_cli.kernels import memory_cpu, memory_recurrence_chunked, memory_recurrence_reference
+from titans_cli.kernels.memory_cpu import memory_recurrence_cpu
+from titans_cli.models import neural_memory
+
+from conftest import tiny_model
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These are checks of arithmetic, not of threading: one thread keeps them fast on a busy machine."""
+    torch.set_num_threads(1)
+
+
+def max_error(a, b):
+    pairs = [(a.y, b.y), (a.surprise, b.surprise), *zip(a.weights + a.momentum, b.weights + b.momentum)]
+    assert all(x.shape == y.shape and x.dtype == y.dtype for x, y in pairs)
+    return max(float((x - y).abs().max()) for x, y in pairs)
+
+
+def relative_error(a, b):
+    """Largest |a − b| of each output relative to that output's largest |b|."""
+    pairs = [(a.y, b.y), (a.surprise, b.surprise), *zip(a.weights + a.momentum, b.weights + b.momentum)]
+    return max(float((x - y).abs().max() / y.abs().max().clamp_min(1e-30)) for x, y in pairs)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("chunk", [1, 7, 16])
+@pytest.mark.parametrize("length", [13, 40])
+def test_matches_token_loop_reference(depth, chunk, length):
+    args = random_inputs(depth, length, seed=depth * 100 + chunk * 10 + length)
+    with torch.no_grad():
+        fast = memory_recurrence_cpu(*args, chunk_size=chunk)
+    assert max_error(fast, memory_recurrence_reference(*args, chunk_size=chunk)) <= 1e-8
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("length", [64, 1000])  # 1000: 15 full chunks and a partial one
+def test_float32_matches_chunked_at_model_sizes(depth, length):
+    args = random_inputs(depth, length, seed=depth, batch=2, heads=4, width=64, dtype=torch.float32)
+    with torch.no_grad():
+        fast = memory_recurrence_cpu(*args, chunk_size=64)
+        slow = memory_recurrence_chunked(*args, chunk_size=64)
+    assert relative_error(fast, slow) <= 1e-4
+
+
+@pytest.mark.parametrize("chunks_per_block", [1, 4, 7])
+def test_blocks_of_chunks_do_not_change_the_result(monkeypatch, chunks_per_block):
+    """12 chunks (the last one partial) in blocks of 1, 4 or 7 chunks: 7 leaves a shorter last block."""
+    args = random_inputs(2, 45, seed=11)  # B·H = 6
+    expected = memory_recurrence_chunked(*args, chunk_size=4)
+    monkeypatch.setattr(memory_cpu, "_BLOCK_MATRICES", 6 * chunks_per_block)
+    assert max_error(memory_recurrence_cpu(*args, chunk_size=4), expected) <= 1e-12
+
+
+def test_strided_inputs_as_the_model_passes_them():
+    """q, k, v as transposed [B, T, H, d] views and gates as permuted views, B > 1."""
+    q, k, v, theta, log_eta, log_keep, w, s = random_inputs(3, 30, seed=4, batch=3, heads=2)
+    strided = [x.transpose(1, 2).contiguous().transpose(1, 2) for x in (q, k, v)]
+    gates = [x.permute(2, 0, 1).contiguous().permute(1, 2, 0) for x in (theta, log_eta, log_keep)]
+    assert not strided[0].is_contiguous() and not gates[0].is_contiguous()
+    fast = memory_recurrence_cpu(*strided, *gates, w, s, chunk_size=8)
+    assert max_error(fast, memory_recurrence_chunked(q, k, v, theta, log_eta, log_keep, w, s, 8)) <= 1e-12
+
+
+def test_span_shorter_than_a_chunk_commits_nothing():
+    args = random_inputs(2, 5, seed=6)
+    fast = memory_recurrence_cpu(*args, chunk_size=8)
+    for given, returned in zip(args[6] + args[7], fast.weights + fast.momentum):
+        assert torch.equal(given, returned)
+    assert max_error(fast, memory_recurrence_chunked(*args, chunk_size=8)) <= 1e-12
+
+
+def test_empty_span():
+    args = random_inputs(2, 0, seed=1)
+    fast = memory_recurrence_cpu(*args, chunk_size=4)
+    assert fast.y.shape == (2, 3, 0, 6) and fast.surprise.shape == (2, 3, 0)
+
+
+def test_continuing_from_a_chunk_boundary_equals_one_call():
+    q, k, v, theta, log_eta, log_keep, w, s = random_inputs(2, 37, seed=9)
+    spans = [(x[:, :, :16], x[:, :, 16:]) for x in (q, k, v, theta, log_eta, log_keep)]
+    first = memory_recurrence_cpu(*(a for a, _ in spans), w, s, chunk_size=8)
+    rest = memory_recurrence_cpu(*(b for _, b in spans), first.weights, first.momentum, chunk_size=8)
+    whole = memory_recurrence_cpu(q, k, v, theta, log_eta, log_keep, w, s, chunk_size=8)
+    assert (torch.cat([first.y, rest.y], 2) - whole.y).abs().max() <= 1e-12
+    for a, b in zip(rest.weights + rest.momentum, whole.weights + whole.momentum):
+        assert (a - b).abs().max() <= 1e-12
+
+
+def test_refuses_to_run_where_a_gradient_is_needed():
+    """It has no autograd graph: rather than silently cut the outer model's gradients, it raises."""
+    args = random_inputs(2, 12, seed=2)
+    args[0].requires_grad_(True)
+    with pytest.raises(RuntimeError, match="inference-only"):
+        memory_recurrence_cpu(*args, chunk_size=4)
+    with torch.no_grad():
+        under_no_grad = memory_recurrence_cpu(*args, chunk_size=4)
+    args[0].requires_grad_(False)
+    grad_mode_but_no_grad_inputs = memory_recurrence_cpu(*args, chunk_size=4)
+    assert max_error(under_no_grad, grad_mode_but_no_grad_inputs) == 0
+
+
+def test_model_streams_the_same_with_either_path(monkeypatch):
+    """The model's calls (pending chunk redone, strided q/k/v) give the same logits on the CPU path."""
+    model = tiny_model("mal")
+    tokens = torch.randint(0, 256, (2, 45), generator=torch.Generator().manual_seed(0))
+
+    def stream():
+        state, logits = model.init_state(2), []
+        for a, b in ((0, 11), (11, 12), (12, 45)):
+            out, state = model(tokens[:, a:b], state)
+            logits.append(out)
+        return torch.cat(logits, 1)
+
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(args[0].shape)
+        return memory_recurrence_cpu(*args, **kwargs)
+
+    with torch.no_grad():
+        expected = stream()
+        monkeypatch.setattr(neural_memory, "memory_recurrence", spy)
+        assert (stream() - expected).abs().max() <= 1e-5
+    assert calls
