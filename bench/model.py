@@ -43,14 +43,15 @@ def measure_ours(tokens: int, repeats: int) -> dict:
 
 
 def measure_peer(tokens: int, repeats: int) -> dict | None:
+    """The peer needs minutes per 8192-token forward here: one warm-up and `repeats` timed runs."""
     if not PEER_PYTHON.exists():
         print(f"peer skipped: {PEER_PYTHON} missing (run bench/peer_env.sh)", file=sys.stderr)
         return None
     cmd = [str(PEER_PYTHON), str(Path(__file__).parent / "peer_titans_pytorch.py"), "--mode", "model",
-           "--tokens", str(tokens), "--repeats", str(repeats), "--threads", "2"]  # fmt: skip
+           "--tokens", str(tokens), "--warmup", "1", "--repeats", str(repeats), "--threads", "2"]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    result["impl"] = "titans-pytorch 0.5.5"
+    result.update(impl="titans-pytorch 0.5.5", tokens=result["tokens_per_run"])
     return result
 
 
@@ -58,11 +59,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=8192)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--peer-repeats", type=int, default=1)
     parser.add_argument("--no-peer", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(2)
     rows = [measure_ours(args.tokens, args.repeats)]
-    if not args.no_peer and (peer := measure_peer(args.tokens, args.repeats)):
+    if not args.no_peer and (peer := measure_peer(args.tokens, args.peer_repeats)):
         rows.append(peer)
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print("| implementation | tokens | tokens/s (median) |")
