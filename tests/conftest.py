@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from titans_cli.models import TitansConfig, TitansModel
 
 VARIANTS = ["mac", "mag", "mal", "lmm"]

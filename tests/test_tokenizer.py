@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from titans_cli.models import byte_tokenizer, dna_tokenizer, tokenizer_for
 
 

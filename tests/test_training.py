@@ -25,13 +25,13 @@ def recall_batch(size: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Ten
     return tokens, targets
 
 
-def train_recall(memory_learning: bool, steps: int = 220) -> float:
+def train_recall(memory_learning: bool, steps: int = 400, lr: float = 3e-3) -> float:
     torch.manual_seed(0)
     cfg = tiny_config("lmm", vocab_size=2 * N_KEYS + 1, d_model=64, memory_depth=1, chunk_size=4,
                       segment_len=8, window=8)  # fmt: skip
     model = TitansModel(cfg).train()
     model.memory_learning = memory_learning
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(1)
     losses = []
     for _ in range(steps):
@@ -52,7 +52,7 @@ def test_memory_learns_recall_beyond_attention():
     without = train_recall(False)
     chance = torch.log(torch.tensor(float(N_KEYS))).item()
     assert without > 0.9 * chance  # the gap is out of reach without the memory
-    assert with_memory < 0.6 * without
+    assert with_memory < 0.5 * without
 
 
 def test_a_few_steps_lower_the_loss():
