@@ -26,7 +26,7 @@ class NeuralMemory(nn.Module):
         super().__init__()
         self.n_heads, self.head_dim = cfg.n_heads, cfg.head_dim
         self.chunk_size, self.theta_max = cfg.chunk_size, cfg.theta_max
-        self.learning = True  # False freezes the memory at its initial weights (the no-memory ablation)
+        self.learning = True  # False freezes the memory (θ = 0, α = 0): the no-memory ablation
         inner = cfg.n_heads * cfg.head_dim
         self.qkv = nn.Linear(cfg.d_model, 3 * inner, bias=False)
         self.conv = nn.Conv1d(3 * inner, 3 * inner, cfg.conv_kernel, groups=3 * inner, bias=False)
@@ -92,7 +92,7 @@ class NeuralMemory(nn.Module):
         g = self.gates(x).to(dtype).view(batch, length, 3, self.n_heads).permute(2, 0, 3, 1)
         theta = self.theta_max * torch.sigmoid(g[0]) * float(self.learning)  # θ_t
         log_eta = F.logsigmoid(g[1])  # log η_t
-        log_keep = F.logsigmoid(-g[2])  # log(1 − α_t)
+        log_keep = F.logsigmoid(-g[2]) * float(self.learning)  # log(1 − α_t); no forgetting when frozen
 
         # Redo the pending start of the current chunk together with the new tokens.
         names = ("q", "k", "v", "theta", "log_eta", "log_keep")

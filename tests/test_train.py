@@ -1,0 +1,275 @@
+"""`titans train`: configs and presets, deterministic data, TBPTT, checkpoints and resume, DDP, the CLI."""
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from titans_cli.cli import main
+from titans_cli.errors import UserError
+from titans_cli.model_registry import resolve_model
+from titans_cli.models import TitansModel, tokenizer_for
+from titans_cli.training import trainer
+from titans_cli.training.checkpoint import latest_checkpoint
+from titans_cli.training.config import DataConfig, OptimConfig, TrainConfig, load_train_config
+from titans_cli.training.data import BatchMaker
+from titans_cli.training.optimizer import lr_at
+from titans_cli.training.presets import PRESETS, preset
+from titans_cli.training.runlog import read_log
+from titans_cli.training.trainer import TrainRun, _PieceLoss, sequence_loss, train
+
+from conftest import tiny_config
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)  # tiny models: a second thread only adds contention on shared CI cores
+
+
+def tiny_run(kind: str = "text", **overrides) -> TrainConfig:
+    if kind == "dna":
+        model = tiny_config("mac", vocab_size=9, tokenizer="dna")
+        data = DataConfig(kind="dna", mixture={}, curriculum=[(0, 64)], genome_length=20_000, n_genomes=2)
+    else:
+        model = tiny_config("mac")
+        data = DataConfig(kind="text", mixture={"kv": 1, "babi": 1, "lm": 1}, curriculum=[(0, 256)])
+    fields = dict(model=model, data=data, optim=OptimConfig(lr=3e-3, warmup_steps=2), steps=6, batch_size=2,
+                  tbptt_len=128, eval_every=0, eval_batches=1, log_every=1, checkpoint_every=2)  # fmt: skip
+    fields.update(overrides)
+    return TrainConfig(**fields)
+
+
+def losses(run_dir) -> dict[int, float]:
+    return {e["step"]: e["loss"] for e in read_log(run_dir / "log.jsonl") if e["event"] == "train"}
+
+
+# -- configs -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_are_valid_round_trippable_configs(name):
+    config = preset(name)
+    assert TrainConfig.from_json(config.to_json()) == config
+    assert config.model.name == name
+    assert config.model.vocab_size == tokenizer_for(config.model.tokenizer).vocab_size
+    if name.endswith("tiny"):
+        assert sum(p.numel() for p in TitansModel(config.model).parameters()) * 4 <= 25e6
+
+
+def test_config_files_json_and_toml(tmp_path):
+    pytest.importorskip("tomllib")  # Python ≥ 3.11
+    config = tiny_run()
+    (tmp_path / "run.json").write_text(config.to_json())
+    assert load_train_config(tmp_path / "run.json") == config
+    (tmp_path / "run.toml").write_text(
+        'steps = 7\n[model]\nvariant = "mag"\nd_model = 64\n[data]\ncurriculum = [[0, 512], [5, 1024]]\n'
+        "[data.mixture]\nkv = 1.0\n[optim]\nbetas = [0.9, 0.99]\n"
+    )
+    loaded = load_train_config(tmp_path / "run.toml")
+    assert (loaded.steps, loaded.model.variant, loaded.data.mixture) == (7, "mag", {"kv": 1.0})
+    assert loaded.data.length_at(4) == 512 and loaded.data.length_at(5) == 1024 and loaded.optim.betas == (0.9, 0.99)
+
+
+@pytest.mark.parametrize("bad", [
+    {"steps": 0},
+    {"data": DataConfig(kind="dna", mixture={})},  # a byte model cannot read DNA
+    {"model": tiny_config("mac", vocab_size=100)},  # too small for the byte tokenizer
+])  # fmt: skip
+def test_invalid_configs_are_refused(bad):
+    with pytest.raises(ValueError):
+        tiny_run(**bad)
+
+
+def test_niah_needs_room():
+    with pytest.raises(ValueError, match="512"):
+        DataConfig(kind="text", mixture={"niah": 1.0}, curriculum=[(0, 256)])
+
+
+def test_warmup_then_cosine():
+    optim = OptimConfig(lr=1.0, min_lr_ratio=0.1, warmup_steps=10)
+    assert lr_at(0, optim, 110) == pytest.approx(0.1) and lr_at(9, optim, 110) == pytest.approx(1.0)
+    assert lr_at(60, optim, 110) == pytest.approx(0.55)
+    assert lr_at(110, optim, 110) == pytest.approx(0.1) and lr_at(500, optim, 110) == pytest.approx(0.1)
+
+
+# -- data ----------------------------------------------------------------------------------------------
+
+
+def test_text_batches_are_deterministic_and_weighted():
+    config = tiny_run(batch_size=6)
+    maker = BatchMaker(config)
+    a, b = maker.train_batch(3, 0), BatchMaker(config).train_batch(3, 0)
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.weights, b.weights)
+    assert not torch.equal(a.tokens, maker.train_batch(3, 1).tokens)  # another rank / micro-batch
+    assert not torch.equal(a.tokens, maker.train_batch(4, 0).tokens)
+    assert a.tokens.shape == a.targets.shape == (6, 256) and torch.equal(a.tokens[:, 1:], a.targets[:, :-1])
+    tok = tokenizer_for("bytes")
+    for row, component in enumerate(a.components):
+        weights, answer = a.weights[row], a.answer[row]
+        if component == "lm":
+            assert not answer.any() and weights.sum() == pytest.approx(1 / 6)
+            continue
+        # QA: document, <SEP> question <SEP>, answer, <EOS>; the last answer target is EOS.
+        assert (a.tokens[row] == tok.sep).sum() == 2
+        assert a.targets[row][answer][-1] == tok.eos
+        assert weights[answer].sum() == pytest.approx(1.0 / 6) and weights[~answer].sum() == pytest.approx(0.1 / 6)
+    assert {"kv", "babi", "lm"} & set(a.components)
+
+
+def test_held_out_batches_differ_from_training():
+    maker = BatchMaker(tiny_run())
+    assert torch.equal(maker.held_out_batch(0).tokens, maker.held_out_batch(0).tokens)
+    assert not torch.equal(maker.held_out_batch(0).tokens, maker.train_batch(0, 0).tokens)
+
+
+def test_dna_batches_are_genome_windows():
+    batch = BatchMaker(tiny_run("dna", batch_size=4)).train_batch(0, 0)
+    assert batch.tokens.shape == (4, 64) and batch.tokens.max() <= 3  # A C G T only
+    assert batch.components == ["dna"] * 4 and batch.weights.sum() == pytest.approx(1.0)
+
+
+# -- the loop ------------------------------------------------------------------------------------------
+
+
+def test_tbptt_pieces_carry_the_memory_state():
+    config = tiny_run()
+    model = TitansModel(config.model).train()
+    batch = BatchMaker(config).train_batch(0, 0)
+    whole = sequence_loss(_PieceLoss(model), model, batch, 256, 1.0, True, torch.device("cpu"))
+    pieces = sequence_loss(_PieceLoss(model), model, batch, 48, 1.0, True, torch.device("cpu"))
+    assert pieces == pytest.approx(whole, abs=1e-5)  # the forward pass is split-invariant
+
+
+def test_a_few_steps_lower_the_loss(tmp_path):
+    config = tiny_run(data=DataConfig(kind="text", mixture={"lm": 1}, curriculum=[(0, 256)]), steps=8,
+                      optim=OptimConfig(lr=1e-2, warmup_steps=1))  # fmt: skip
+    report = train(TrainRun(out=tmp_path / "run", config=config))
+    curve = losses(tmp_path / "run")
+    assert report.step == 8 and len(curve) == 8
+    assert curve[8] < curve[1] - 1.0
+
+
+def test_a_non_finite_gradient_skips_the_update(tmp_path, monkeypatch):
+    real = trainer.sequence_loss
+    calls = []
+
+    def overflowing_second_step(step_fn, model, *args):
+        loss = real(step_fn, model, *args)
+        calls.append(loss)
+        if len(calls) == 2:
+            for p in model.parameters():
+                p.grad.fill_(float("nan"))
+        return loss
+
+    monkeypatch.setattr(trainer, "sequence_loss", overflowing_second_step)
+    report = train(TrainRun(out=tmp_path / "run", config=tiny_run(steps=3)))
+    assert report.step == 3
+    assert [e["step"] for e in read_log(tmp_path / "run" / "log.jsonl") if e["event"] == "skip"] == [2]
+    assert all(torch.isfinite(p).all() for p in TitansModel.from_pretrained(tmp_path / "run" / "model").parameters())
+
+
+def test_resume_continues_the_same_run(tmp_path):
+    config = tiny_run(steps=4)
+    train(TrainRun(out=tmp_path / "straight", config=config))
+    first = train(TrainRun(out=tmp_path / "stopped", config=config, max_steps=2))
+    assert first.step == 2 and latest_checkpoint(tmp_path / "stopped").name == "step-000000002"
+    (tmp_path / "stopped" / "checkpoints" / ".tmp-step-000000003-1").mkdir()  # a kill mid-write
+    train(TrainRun(out=tmp_path / "stopped", resume=True))
+    straight, resumed = losses(tmp_path / "straight"), losses(tmp_path / "stopped")
+    assert resumed[3] == straight[3] and resumed[4] == straight[4]  # exact on CPU float32
+    a = TitansModel.from_pretrained(tmp_path / "straight" / "model")
+    b = TitansModel.from_pretrained(tmp_path / "stopped" / "model")
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(p, q), name
+    assert not list((tmp_path / "stopped" / "checkpoints").glob(".tmp-*"))
+
+
+def test_checkpoints_and_model_hold_no_pickle(tmp_path):
+    out = tmp_path / "run"
+    train(TrainRun(out=out, config=tiny_run(steps=3, eval_every=2)))
+    files = {p.name for p in latest_checkpoint(out).iterdir()}
+    assert files == {"model.safetensors", "optimizer.safetensors", "optimizer.json", "trainer.json"}
+    assert len(list((out / "checkpoints").iterdir())) == 2  # keep_checkpoints
+    ref = resolve_model(str(out / "model"))
+    assert ref.load().config == tiny_run().model and (out / "model" / "MODEL_CARD.md").exists()
+    events = [e["event"] for e in read_log(out / "log.jsonl")]
+    assert events[0] == "start" and "eval" in events and events[-1] == "end"
+    evaluation = next(e for e in read_log(out / "log.jsonl") if e["event"] == "eval")
+    assert all(0 <= v <= 1 for v in evaluation["accuracy"].values()) and math.isfinite(evaluation["loss"])
+
+
+def test_a_run_directory_is_not_overwritten(tmp_path):
+    out = tmp_path / "run"
+    train(TrainRun(out=out, config=tiny_run(steps=1)))
+    with pytest.raises(UserError, match="--resume"):
+        train(TrainRun(out=out, config=tiny_run(steps=1)))
+    with pytest.raises(UserError, match="differs"):
+        train(TrainRun(out=out, config=tiny_run(steps=2), resume=True))
+    with pytest.raises(UserError, match="--preset or --config"):
+        train(TrainRun(out=tmp_path / "empty", resume=True))
+
+
+# -- distributed ---------------------------------------------------------------------------------------
+
+
+def _rank(rank: int, port: int, config_json: str, out: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))  # fmt: skip
+    torch.set_num_threads(1)
+    train(TrainRun(out=Path(out), config=TrainConfig.from_json(config_json), device="cpu"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_ranks_equal_one_process_accumulating(tmp_path):
+    """DDP averages the two ranks' gradients; one process accumulating both micro-batches must agree."""
+    # Two TBPTT pieces per sequence: the first backward must not all-reduce, the last must.
+    config = tiny_run("dna", steps=3, tbptt_len=40, checkpoint_every=10)
+    mp.spawn(_rank, args=(_free_port(), config.to_json(), str(tmp_path / "ddp")), nprocs=2)
+    single = tiny_run("dna", steps=3, tbptt_len=40, checkpoint_every=10, grad_accum=2)
+    train(TrainRun(out=tmp_path / "one", config=single))
+    ddp = TitansModel.from_pretrained(tmp_path / "ddp" / "model").state_dict()
+    one = TitansModel.from_pretrained(tmp_path / "one" / "model").state_dict()
+    for name in one:
+        torch.testing.assert_close(ddp[name], one[name], atol=1e-5, rtol=1e-4, msg=name)
+    assert json.loads((latest_checkpoint(tmp_path / "ddp") / "trainer.json").read_text())["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_torchrun_launches_the_train_command(tmp_path):
+    config = tmp_path / "tiny.json"
+    config.write_text(tiny_run("dna", steps=2, tbptt_len=40).to_json())
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
+           "-m", "titans_cli.cli", "train", "--config", str(config), "--out", str(tmp_path / "run")]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("train: start") == 1  # only rank 0 talks
+    assert resolve_model(str(tmp_path / "run" / "model")).load().config.tokenizer == "dna"
+
+
+# -- command line --------------------------------------------------------------------------------------
+
+
+def test_train_command(tmp_path, capsys):
+    assert main(["train", "--preset", "dna-tiny", "--print-config"]) == 0
+    assert TrainConfig.from_json(capsys.readouterr().out) == preset("dna-tiny")
+    config = tmp_path / "tiny.json"
+    config.write_text(tiny_run("dna", steps=2).to_json())
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(out), "-q"]) == 0
+    assert (out / "model" / "model.safetensors").exists()
+    assert main(["train", "--config", str(config), "--out", str(out), "-q"]) == 2  # exists: needs --resume
+    assert main(["train", "--out", str(out), "--resume", "--steps", "3", "-q"]) == 2  # --steps needs a config
+    assert main(["train", "--preset", "nope", "--out", str(out)]) == 2
+    assert main(["train", "--preset", "text-tiny"]) == 2  # no --out

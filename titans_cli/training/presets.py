@@ -1,0 +1,81 @@
+"""Named starting points for `titans train --preset`: tiny models for a 2-core CPU, small ones for a GPU.
+
+The tiny presets are sized so a few hours of CPU training move the model well past chance on short
+retrieval; their weights stay under 25 MB. Print one with `titans train --preset NAME --print-config` to
+edit it into a config file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from titans_cli.models import TitansConfig
+from titans_cli.training.config import DataConfig, OptimConfig, TrainConfig
+
+# A chunk's inner gradients are all taken at its start weights and summed, amplified by momentum; once
+# training opens the gates a deep memory's weights can blow up to inf within a few chunks. In text-tiny
+# runs θ_max = 1 hit NaN at step ~100, 0.1 at ~116, 0.01 at ~150: a lower bound delays it, no more.
+THETA_MAX = 0.01
+
+
+def _tiny_model(name: str, tokenizer: str, vocab_size: int) -> TitansConfig:
+    return TitansConfig(name=name, variant="mac", vocab_size=vocab_size, tokenizer=tokenizer, d_model=128,
+                        n_layers=4, n_heads=4, memory_depth=2, memory_expansion=2, chunk_size=64, segment_len=128,
+                        window=128, n_persistent=4, theta_max=THETA_MAX)  # fmt: skip
+
+
+def _small_model(name: str, tokenizer: str, vocab_size: int) -> TitansConfig:
+    return TitansConfig(name=name, variant="mac", vocab_size=vocab_size, tokenizer=tokenizer, d_model=512,
+                        n_layers=8, n_heads=8, memory_depth=2, memory_expansion=2, chunk_size=64, segment_len=256,
+                        window=256, n_persistent=8, theta_max=THETA_MAX)  # fmt: skip
+
+
+def text_tiny() -> TrainConfig:
+    return TrainConfig(
+        model=_tiny_model("text-tiny", "bytes", 260),
+        data=DataConfig(kind="text", curriculum=[(0, 512), (1500, 1024), (3000, 2048)]),
+        optim=OptimConfig(lr=2e-3, warmup_steps=100),
+        steps=4000, batch_size=8, tbptt_len=512, eval_every=200, eval_batches=2, checkpoint_every=50,
+    )  # fmt: skip
+
+
+def dna_tiny() -> TrainConfig:
+    return TrainConfig(
+        model=_tiny_model("dna-tiny", "dna", 9),
+        data=DataConfig(kind="dna", mixture={}, curriculum=[(0, 1024), (1500, 2048), (3000, 4096)]),
+        optim=OptimConfig(lr=2e-3, warmup_steps=100),
+        steps=4000, batch_size=8, tbptt_len=1024, eval_every=200, eval_batches=2, checkpoint_every=50,
+    )  # fmt: skip
+
+
+def text_small() -> TrainConfig:
+    return TrainConfig(
+        model=_small_model("text-small", "bytes", 260),
+        data=DataConfig(kind="text", curriculum=[(0, 1024), (5000, 4096), (20000, 16384)]),
+        optim=OptimConfig(lr=1e-3, warmup_steps=1000),
+        steps=50_000, batch_size=32, tbptt_len=2048, eval_every=1000, eval_batches=4, checkpoint_every=500,
+    )  # fmt: skip
+
+
+def dna_small() -> TrainConfig:
+    return TrainConfig(
+        model=_small_model("dna-small", "dna", 9),
+        data=DataConfig(kind="dna", mixture={}, curriculum=[(0, 2048), (5000, 8192), (20000, 32768)],
+                        genome_length=4_000_000, n_genomes=64),
+        optim=OptimConfig(lr=1e-3, warmup_steps=1000),
+        steps=50_000, batch_size=32, tbptt_len=4096, eval_every=1000, eval_batches=4, checkpoint_every=500,
+    )  # fmt: skip
+
+
+PRESETS: dict[str, Callable[[], TrainConfig]] = {
+    "text-tiny": text_tiny,
+    "dna-tiny": dna_tiny,
+    "text-small": text_small,
+    "dna-small": dna_small,
+}
+
+
+def preset(name: str) -> TrainConfig:
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]()
