@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
-
-# OpenMP threads that spin while waiting starve each other on a busy machine (a 10-20x slowdown was
-# measured on 2 shared cores); passive waiting costs nothing when the machine is idle. Set before
-# torch is imported by any command.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 from rich.console import Console

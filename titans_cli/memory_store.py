@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from titans_cli.durable import fsync_path, write_bytes_durably
 from titans_cli.errors import UserError
 
 FORMAT_NAME = "titans-memory"
@@ -280,9 +281,9 @@ class MemoryStore:
             "surprise_parts": parts,
             "files": files,
         }
-        _write_durably(staging / "manifest.json", json.dumps(manifest, indent=2).encode())
+        write_bytes_durably(staging / "manifest.json", json.dumps(manifest, indent=2).encode())
         os.replace(staging, self.path / final_rel)
-        _fsync_dir(self.path / "commits")
+        fsync_path(self.path / "commits")
 
         pointer = {
             "format": FORMAT_NAME,
@@ -291,9 +292,9 @@ class MemoryStore:
             "manifest_sha256": _sha256_file(self.path / final_rel / "manifest.json"),
         }
         tmp = self.path / "CURRENT.tmp"
-        _write_durably(tmp, json.dumps(pointer).encode())
+        write_bytes_durably(tmp, json.dumps(pointer).encode())
         os.replace(tmp, self.pointer)  # the commit point
-        _fsync_dir(self.path)
+        fsync_path(self.path)
 
         self._prune(keep={number, existing[-1]} if existing else {number}, parts=parts)
         return dataclasses.replace(snapshot, commit=number, surprise_parts=parts)
@@ -306,9 +307,9 @@ class MemoryStore:
                 pointer = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "commit": number,
                            "manifest_sha256": _sha256_file(manifest)}  # fmt: skip
                 tmp = self.path / "CURRENT.tmp"
-                _write_durably(tmp, json.dumps(pointer).encode())
+                write_bytes_durably(tmp, json.dumps(pointer).encode())
                 os.replace(tmp, self.pointer)
-                _fsync_dir(self.path)
+                fsync_path(self.path)
                 return number
         raise UserError(f"{self.path}: no intact commit to roll back to")
 
@@ -384,18 +385,3 @@ def _write_parquet_durably(table: pa.Table, path: Path) -> None:
     pq.write_table(table, path, compression="zstd")
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

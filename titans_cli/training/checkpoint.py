@@ -26,6 +26,8 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 from torch.optim import Optimizer
 
+from titans_cli.durable import fsync_path
+
 FORMAT_VERSION = 1
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
@@ -69,9 +71,9 @@ def save_checkpoint(run: Path, model: nn.Module, optimizer: Optimizer, state: Tr
     (tmp / "optimizer.json").write_text(json.dumps(meta))
     (tmp / "trainer.json").write_text(json.dumps(asdict(state), indent=2))
     for f in tmp.iterdir():
-        _fsync(f)
+        fsync_path(f)
     os.rename(tmp, final)
-    _fsync(root)
+    fsync_path(root)
     found = sorted(p for p in root.glob("step-*") if _STEP_DIR.match(p.name))
     for old in found[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
@@ -115,11 +117,3 @@ def _join_optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
         index, name = key.split(".", 1)
         state.setdefault(int(index), {})[name] = value
     return {"state": state, "param_groups": meta["param_groups"]}
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
