@@ -43,13 +43,14 @@ def memory_recurrence(
     weights: list[Tensor],
     momentum: list[Tensor],
     chunk_size: int,
+    grad_clip: float = 0.0,
 ) -> RecurrenceResult:
     """The memory recurrence over a span (see `RecurrenceResult`), by the fastest fitting implementation.
 
     Whenever a gradient is needed the differentiable chunked form runs (the fast forms have no
     backward). Otherwise: Triton on CUDA where the shape is supported, the fused path on CPU.
     """
-    args = (q, k, v, theta, log_eta, log_keep, weights, momentum, chunk_size)
+    args = (q, k, v, theta, log_eta, log_keep, weights, momentum, chunk_size, grad_clip)
     choice = kernel_choice()
     tensors = (q, k, v, theta, log_eta, log_keep, *weights, *momentum)
     # A fresh state's weights are views of parameters, so they count here even under no_grad views.

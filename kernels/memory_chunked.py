@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from titans_cli.kernels.memory_mlp import activation, activation_grad
+from titans_cli.kernels.memory_mlp import activation, activation_grad, clip_scale
 from titans_cli.kernels.recurrence import RecurrenceResult
 
 
@@ -39,7 +39,7 @@ def chunk_coefficients(theta: Tensor, log_eta: Tensor, log_keep: Tensor) -> tupl
     return c, log_b.exp(), b.squeeze(-1), m
 
 
-def _chunk(q, k, v, theta, log_eta, log_keep, w0, s0):
+def _chunk(q, k, v, theta, log_eta, log_keep, w0, s0, grad_clip):
     """One chunk: retrieval for its tokens, surprise, and the weights and momentum at its end."""
     c, beta, b, m = chunk_coefficients(theta, log_eta, log_keep)
     depth = len(w0)
@@ -59,6 +59,11 @@ def _chunk(q, k, v, theta, log_eta, log_keep, w0, s0):
     deltas = [err]
     for layer in range(depth - 2, -1, -1):
         deltas.insert(0, (deltas[0] @ w0[layer + 1]) * activation_grad(pre[layer]))
+    if grad_clip:
+        # ‖u_i‖² = Σ_l ‖δ_i^l‖² ‖a_i^{l−1}‖²; scaling δ_i scales every layer of u_i = δ_i aᵢᵀ.
+        norm_sq = sum(d.pow(2).sum(-1) * a.pow(2).sum(-1) for d, a in zip(deltas, inputs))
+        scale = clip_scale(norm_sq, grad_clip)[..., None]
+        deltas = [d * scale for d in deltas]
 
     # Retrieval y_t = M_t(q_t), layer by layer in the dual form.
     r = q
@@ -90,6 +95,7 @@ def memory_recurrence_chunked(
     weights: list[Tensor],
     momentum: list[Tensor],
     chunk_size: int,
+    grad_clip: float = 0.0,
 ) -> RecurrenceResult:
     """Chunk by chunk over a span that starts at a chunk boundary; see `RecurrenceResult`."""
     w, s = list(weights), list(momentum)
@@ -100,7 +106,7 @@ def memory_recurrence_chunked(
         span = slice(start, end)
         y, w1, s1, sur = _chunk(
             q[:, :, span], k[:, :, span], v[:, :, span],
-            theta[..., span], log_eta[..., span], log_keep[..., span], w, s,
+            theta[..., span], log_eta[..., span], log_keep[..., span], w, s, grad_clip,
         )  # fmt: skip
         outputs.append(y)
         surprises.append(sur)

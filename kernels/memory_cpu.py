@@ -158,6 +158,7 @@ class _Plan:
         self.scaled_halves = [(x[..., :h], x[..., h:]) for x, h in zip(self.scaled, hidden)]
         self.scaled_t = [x.transpose(1, 2) for x in self.scaled]
         self.gram = ref.new_empty(n, chunk, chunk)
+        self.norm_sq, self.part = ref.new_empty(n, chunk), ref.new_empty(2, n, chunk)  # gradient clipping
 
     def state(self, shape: tuple[int, int], dtype: torch.dtype) -> tuple[list[Tensor], list[Tensor]]:
         """Committed weights and momentum, back in the [B, H, d_out, d_in] layout."""
@@ -170,7 +171,23 @@ class _Plan:
         return [back(w) for w in self.w], [back(s) for s in self.s]
 
 
-def _chunk_step(plan: _Plan, op: dict[str, Tensor], y: Tensor, surprise: Tensor, commit: bool) -> None:
+def _clip(plan: _Plan, keys: Tensor, grad_clip: float) -> None:
+    """Scale each token's δ_i^l (all layers) so that ‖u_i‖² = Σ_l ‖δ_i^l‖² ‖a_i^{l−1}‖² is at most τ²."""
+    inputs = [keys, *plan.act]
+    norm_sq, part = plan.norm_sq, plan.part
+    norm_sq.zero_()
+    for delta, a in zip(plan.delta, inputs):
+        torch.linalg.vecdot(delta, delta, out=part[0])
+        torch.linalg.vecdot(a, a, out=part[1])
+        norm_sq.addcmul_(part[0], part[1])
+    scale = norm_sq.clamp_min_(grad_clip * grad_clip).rsqrt_().mul_(grad_clip)[..., None]  # `clip_scale`
+    for delta in plan.delta:
+        delta.mul_(scale)
+
+
+def _chunk_step(
+    plan: _Plan, op: dict[str, Tensor], y: Tensor, surprise: Tensor, commit: bool, grad_clip: float
+) -> None:
     """One chunk, in place: outputs into y [N, C, d] and surprise [N, C]; ws updated when committed.
 
     `op` holds this chunk's keys, values, gate coefficients and first-layer operands.
@@ -195,6 +212,8 @@ def _chunk_step(plan: _Plan, op: dict[str, Tensor], y: Tensor, surprise: Tensor,
         back = plan.read[layer]  # free again once σ' is known
         torch.bmm(delta[layer + 1], plan.w_t[layer + 1], out=back)
         torch.mul(back, plan.dact[layer], out=delta[layer])
+    if grad_clip:
+        _clip(plan, op["k"], grad_clip)
 
     # Retrieval y_t = M_t(q_t) (SPEC 2b), per layer [β⊙r | b⊙r] @ [Wᵀ; Sᵀ] + (−c⊙(r aᵀ)) @ δ.
     out = y if depth == 1 else plan.read[0]
@@ -234,6 +253,7 @@ def memory_recurrence_cpu(
     weights: list[Tensor],
     momentum: list[Tensor],
     chunk_size: int,
+    grad_clip: float = 0.0,
 ) -> RecurrenceResult:
     """Inference-only chunked recurrence; see `RecurrenceResult`.
 
@@ -250,10 +270,10 @@ def memory_recurrence_cpu(
         empty = q.new_zeros(batch, heads, 0, weights[-1].shape[-2])
         return RecurrenceResult(empty, list(weights), list(momentum), q.new_zeros(batch, heads, 0))
     with torch.no_grad():
-        return _run(q, k, v, theta, log_eta, log_keep, weights, momentum, chunk_size)
+        return _run(q, k, v, theta, log_eta, log_keep, weights, momentum, chunk_size, grad_clip)
 
 
-def _run(q, k, v, theta, log_eta, log_keep, weights, momentum, chunk) -> RecurrenceResult:
+def _run(q, k, v, theta, log_eta, log_keep, weights, momentum, chunk, grad_clip) -> RecurrenceResult:
     batch, heads, length, width = q.shape
     n, d_out = batch * heads, weights[-1].shape[-2]
     n_chunks, full = -(-length // chunk), length // chunk
@@ -266,7 +286,7 @@ def _run(q, k, v, theta, log_eta, log_keep, weights, momentum, chunk) -> Recurre
         stop = min(start + group, n_chunks)
         block.fill(q, k, v, theta, log_eta, log_keep, start, stop)
         for j in range(stop - start):
-            _chunk_step(plan, block.chunks[j], block.y[j], block.surprise[j], commit=start + j < full)
+            _chunk_step(plan, block.chunks[j], block.y[j], block.surprise[j], start + j < full, grad_clip)
         m = (stop - start) * n
         _move(y, block.y[: stop - start].view(m, chunk, d_out), start * chunk, chunk, False)
         _move(surprise, block.surprise[: stop - start].view(m, chunk), start * chunk, chunk, False)

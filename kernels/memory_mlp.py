@@ -38,3 +38,11 @@ def layer_shapes(head_dim: int, depth: int, expansion: int) -> list[tuple[int, i
         raise ValueError(f"memory depth must be ≥ 1, got {depth}")
     widths = [head_dim] + [expansion * head_dim] * (depth - 1) + [head_dim]
     return [(widths[i + 1], widths[i]) for i in range(depth)]
+
+
+def clip_scale(norm_sq: Tensor, max_norm: float) -> Tensor:
+    """min(1, τ/‖u‖) from ‖u‖²: the factor that clips a token's inner gradient u to norm τ.
+
+    Clamping ‖u‖² before the square root keeps the factor differentiable where u = 0.
+    """
+    return max_norm * norm_sq.clamp_min(max_norm * max_norm).rsqrt()

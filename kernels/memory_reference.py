@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from titans_cli.kernels.memory_mlp import mlp_forward
+from titans_cli.kernels.memory_mlp import clip_scale, mlp_forward
 from titans_cli.kernels.recurrence import RecurrenceResult
 
 
@@ -24,6 +24,7 @@ def memory_recurrence_reference(
     weights: list[Tensor],
     momentum: list[Tensor],
     chunk_size: int,
+    grad_clip: float = 0.0,
 ) -> RecurrenceResult:
     """Token-by-token update and retrieval; see `RecurrenceResult` for the contract."""
     eta, keep = log_eta.exp(), log_keep.exp()
@@ -39,6 +40,9 @@ def memory_recurrence_reference(
             loss = 0.5 * err.pow(2).sum(dim=(-1, -2))  # ℓ_t(M₀) per stream and head
             grads = torch.autograd.grad(loss.sum(), w0)  # the sum separates: each (b, h) owns its weights
         surprises.append(loss.detach())
+        if grad_clip:  # u_t ← u_t · min(1, τ/‖u_t‖), the norm taken over all layers together
+            norm_sq = sum(u.pow(2).sum(dim=(-1, -2)) for u in grads)
+            grads = [u * clip_scale(norm_sq, grad_clip)[..., None, None] for u in grads]
         g_eta = eta[:, :, t, None, None]
         g_theta = theta[:, :, t, None, None]
         g_keep = keep[:, :, t, None, None]

@@ -143,6 +143,16 @@ if triton is not None:
         return s * (1 + z * (1 - s))
 
     @triton.jit
+    def _sq(x):
+        """‖column‖² of a feature-major tile: one value per token."""
+        return tl.sum(x * x, 0)
+
+    @triton.jit
+    def _clip_scale(norm_sq, grad_clip):
+        """min(1, τ/‖u‖) per token, as `memory_mlp.clip_scale`."""
+        return grad_clip / tl.sqrt(tl.maximum(norm_sq, grad_clip * grad_clip))
+
+    @triton.jit
     def _mm(a, b, PRECISION: tl.constexpr):
         return tl.dot(a, b, input_precision=PRECISION)
 
@@ -178,8 +188,9 @@ if triton is not None:
     def _recurrence_kernel(
         q_ptr, k_ptr, v_ptr, theta_ptr, log_eta_ptr, log_keep_ptr,
         w0_ptr, s0_ptr, w1_ptr, s1_ptr, w2_ptr, s2_ptr,
-        y_ptr, surprise_ptr, length,
+        y_ptr, surprise_ptr, length, grad_clip,
         D: tl.constexpr, HID: tl.constexpr, C: tl.constexpr, DEPTH: tl.constexpr, PRECISION: tl.constexpr,
+        CLIP: tl.constexpr,
     ):  # fmt: skip
         """Program (b, h): every chunk of the span; W/S pointers hold the start state, and get the end state.
 
@@ -241,9 +252,13 @@ if triton is not None:
             e_end = tl.exp(log_e_end)
             full = start + C <= length  # a partial last chunk is read but not committed
 
-            # Forward of M₀ on the keys, the hand-written backward of ½‖M₀(k) − v‖², and the read.
+            # Forward of M₀ on the keys, the hand-written backward of ½‖M₀(k) − v‖², and the read. With
+            # CLIP, each token's δ's are scaled so that ‖u_i‖² = Σ_l ‖δ_i^l‖² ‖a_i^{l−1}‖² ≤ τ².
             if DEPTH == 1:
                 err = _mm(w0, k, PRECISION) - v
+                surprise = 0.5 * _sq(err)
+                if CLIP:
+                    err = err * _clip_scale(_sq(err) * _sq(k), grad_clip)[None, :]
                 y = _read_layer(q, w0, s0, k, err, c_t, beta, b, PRECISION)
                 if full:
                     w0, s0 = _commit_layer(w0, s0, err, k, c_end, m, beta_end, b_end, e_end, PRECISION)
@@ -252,6 +267,10 @@ if triton is not None:
                 a0 = _silu(z0)
                 err = _mm(w1, a0, PRECISION) - v
                 d0 = _mm(tl.trans(w1), err, PRECISION) * _silu_grad(z0)
+                surprise = 0.5 * _sq(err)
+                if CLIP:
+                    scale = _clip_scale(_sq(err) * _sq(a0) + _sq(d0) * _sq(k), grad_clip)[None, :]
+                    err, d0 = err * scale, d0 * scale
                 r = _silu(_read_layer(q, w0, s0, k, d0, c_t, beta, b, PRECISION))
                 y = _read_layer(r, w1, s1, a0, err, c_t, beta, b, PRECISION)
                 if full:
@@ -265,6 +284,11 @@ if triton is not None:
                 err = _mm(w2, a1, PRECISION) - v
                 d1 = _mm(tl.trans(w2), err, PRECISION) * _silu_grad(z1)
                 d0 = _mm(tl.trans(w1), d1, PRECISION) * _silu_grad(z0)
+                surprise = 0.5 * _sq(err)
+                if CLIP:
+                    norm_sq = _sq(err) * _sq(a1) + _sq(d1) * _sq(a0) + _sq(d0) * _sq(k)
+                    scale = _clip_scale(norm_sq, grad_clip)[None, :]
+                    err, d1, d0 = err * scale, d1 * scale, d0 * scale
                 r = _silu(_read_layer(q, w0, s0, k, d0, c_t, beta, b, PRECISION))
                 r = _silu(_read_layer(r, w1, s1, a0, d1, c_t, beta, b, PRECISION))
                 y = _read_layer(r, w2, s2, a1, err, c_t, beta, b, PRECISION)
@@ -273,7 +297,7 @@ if triton is not None:
                     w1, s1 = _commit_layer(w1, s1, d1, a0, c_end, m, beta_end, b_end, e_end, PRECISION)
                     w2, s2 = _commit_layer(w2, s2, err, a1, c_end, m, beta_end, b_end, e_end, PRECISION)
             tl.store(y_ptr + act, y, mask=valid[None, :])
-            tl.store(surprise_ptr + gate, 0.5 * tl.sum(err * err, 0), mask=valid)
+            tl.store(surprise_ptr + gate, surprise, mask=valid)
 
         if DEPTH == 1:
             _store_tile(w0_ptr, pid, w0, D, D)
@@ -355,6 +379,7 @@ def memory_recurrence_triton(
     weights: list[Tensor],
     momentum: list[Tensor],
     chunk_size: int,
+    grad_clip: float = 0.0,
     input_precision: str = DEFAULT_PRECISION,
 ) -> RecurrenceResult:
     """The chunked recurrence of `memory_recurrence_chunked`, forward only; see `RecurrenceResult`.
@@ -401,8 +426,8 @@ def memory_recurrence_triton(
         _recurrence_kernel[(batch * heads,)](
             q.detach().contiguous(), k.detach().contiguous(), v.detach().contiguous(),
             theta.detach().contiguous(), log_eta.detach().contiguous(), log_keep.detach().contiguous(),
-            *state, y, surprise, length,
-            D=head_dim, HID=hidden, C=chunk_size, DEPTH=depth, PRECISION=input_precision,
+            *state, y, surprise, length, float(grad_clip),
+            D=head_dim, HID=hidden, C=chunk_size, DEPTH=depth, PRECISION=input_precision, CLIP=grad_clip > 0,
             num_warps=_num_warps(head_dim, hidden, depth), num_stages=1,
         )  # fmt: skip
     return RecurrenceResult(y, w_out, s_out, surprise)

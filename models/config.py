@@ -25,6 +25,9 @@ class TitansConfig:
     window:           W, MAG/MAL sliding-window attention span (the token itself included)
     n_persistent:     N_p learned tokens prepended to every attention context
     theta_max:        upper bound of the inner learning rate θ_t
+    memory_grad_clip: τ > 0 clips each token's inner gradient u_t to norm τ before it enters the momentum;
+                      0 is the paper's unclipped rule. Bounds every step, so a memory whose gates
+                      outer training has opened cannot diverge.
     tokenizer:        "bytes" or "dna"
     prompt_template:  how a (document, question) pair becomes a prompt; `{question}` marks the question
     """
@@ -43,6 +46,7 @@ class TitansConfig:
     conv_kernel: int = 4
     mlp_ratio: float = 4.0
     theta_max: float = 1.0
+    memory_grad_clip: float = 0.0
     rope_base: float = 10000.0
     tie_embeddings: bool = True
     norm_eps: float = 1e-6
@@ -64,6 +68,8 @@ class TitansConfig:
             problems.append(
                 f"segment_len ({self.segment_len}) must be a multiple of chunk_size ({self.chunk_size})"
             )
+        if self.memory_grad_clip < 0:
+            problems.append("memory_grad_clip must be ≥ 0 (0 = no clipping)")
         if self.window < 1 or self.conv_kernel < 1 or self.n_persistent < 0:
             problems.append("window and conv_kernel must be ≥ 1 and n_persistent ≥ 0")
         if self.tokenizer not in ("bytes", "dna"):

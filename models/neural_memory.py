@@ -25,7 +25,7 @@ class NeuralMemory(nn.Module):
     def __init__(self, cfg: TitansConfig):
         super().__init__()
         self.n_heads, self.head_dim = cfg.n_heads, cfg.head_dim
-        self.chunk_size, self.theta_max = cfg.chunk_size, cfg.theta_max
+        self.chunk_size, self.theta_max, self.grad_clip = cfg.chunk_size, cfg.theta_max, cfg.memory_grad_clip
         self.learning = True  # False freezes the memory (θ = 0, α = 0): the no-memory ablation
         inner = cfg.n_heads * cfg.head_dim
         self.qkv = nn.Linear(cfg.d_model, 3 * inner, bias=False)
@@ -102,7 +102,7 @@ class NeuralMemory(nn.Module):
         depth = len(self.initial)
         result = memory_recurrence(
             span["q"], span["k"], span["v"], span["theta"], span["log_eta"], span["log_keep"],
-            self.weights(state), [state[f"mem.s{i}"] for i in range(depth)], self.chunk_size,
+            self.weights(state), [state[f"mem.s{i}"] for i in range(depth)], self.chunk_size, self.grad_clip,
         )  # fmt: skip
 
         new_state = {f"mem.w{i}": w for i, w in enumerate(result.weights)}

@@ -129,3 +129,14 @@ def test_model_streams_the_same_with_either_path(monkeypatch):
         monkeypatch.setattr(neural_memory, "memory_recurrence", spy)
         assert (stream() - expected).abs().max() <= 1e-5
     assert calls
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("chunk", [1, 7, 16])
+def test_clipped_matches_token_loop_reference(depth, chunk):
+    args = random_inputs(depth, 40, seed=depth + chunk)
+    with torch.no_grad():
+        fast = memory_recurrence_cpu(*args, chunk_size=chunk, grad_clip=0.5)
+        unclipped = memory_recurrence_cpu(*args, chunk_size=chunk)
+    assert max_error(fast, unclipped) > 1e-3  # the clip is active on these inputs
+    assert max_error(fast, memory_recurrence_reference(*args, chunk_size=chunk, grad_clip=0.5)) <= 1e-8

@@ -127,6 +127,17 @@ def test_kernel_matches_token_loop_reference():
     assert_close(got, want, 1e-4)
 
 
+@pytest.mark.parametrize(("depth", "chunk"), [(1, 16), (2, 16), (3, 32)])
+def test_clipped_kernel_matches_chunked_form(depth, chunk):
+    args = random_inputs(depth, 40, 32, seed=depth + chunk)
+    args[2] = 4 * args[2]  # larger errors, so most tokens reach the clip
+    got = mt.memory_recurrence_triton(*args, chunk_size=chunk, grad_clip=0.5)
+    want = memory_recurrence_chunked(*float64(args), chunk_size=chunk, grad_clip=0.5)
+    unclipped = memory_recurrence_chunked(*float64(args), chunk_size=chunk)
+    assert relative_error(want.y, unclipped.y) > 1e-2  # the clip is active on these inputs
+    assert_close(got, want, 1e-4)
+
+
 def test_half_precision_activations():
     """fp16 q/k/v are read exactly and computed in float32; the only loss is fp16 rounding of inputs."""
     args = random_inputs(2, 40, 32, seed=5)

@@ -88,3 +88,46 @@ def test_chunked_form_is_differentiable():
     for a in args[:6]:
         assert a.grad is not None and torch.isfinite(a.grad).all()
     assert all(w.grad is not None and torch.isfinite(w.grad).all() for w in args[6] + args[7])
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("chunk", [1, 4, 16])
+def test_clipped_chunked_matches_clipped_token_loop(depth, chunk):
+    """Per-token inner-gradient clipping: the dual form scales δ_i, the reference scales autograd's u_i."""
+    args = random_inputs(depth, 40, seed=depth * 10 + chunk)
+    fast = memory_recurrence_chunked(*args, chunk_size=chunk, grad_clip=0.5)
+    slow = memory_recurrence_reference(*args, chunk_size=chunk, grad_clip=0.5)
+    unclipped = memory_recurrence_chunked(*args, chunk_size=chunk)
+    assert (fast.y - unclipped.y).abs().max() > 1e-3  # the clip is active on these inputs
+    assert (fast.y - slow.y).abs().max() <= 1e-8
+    assert (fast.surprise - slow.surprise).abs().max() <= 1e-8
+    for a, b in zip(fast.weights + fast.momentum, slow.weights + slow.momentum):
+        assert (a - b).abs().max() <= 1e-8
+
+
+def test_clipping_bounds_every_step():
+    """With no momentum and no forgetting, a token moves the weights by θ_t·u_t with ‖u_t‖ ≤ τ."""
+    q, k, v, theta, _, _, w, s = random_inputs(2, 12, seed=5)
+    v = 100 * v  # huge errors: unclipped steps would be ~100× larger
+    log_eta = torch.full_like(theta, -80.0)  # η ≈ 0
+    log_keep = torch.zeros_like(theta)  # α = 0
+    s = [torch.zeros_like(t) for t in s]
+    before = w
+    for t in range(12):
+        span = [x[:, :, t : t + 1] for x in (q, k, v, theta, log_eta, log_keep)]
+        after = memory_recurrence_chunked(*span, before, s, chunk_size=1, grad_clip=0.25).weights
+        step = sum((a - b).pow(2).sum((-1, -2)) for a, b in zip(after, before)).sqrt()
+        assert (step <= theta[:, :, t] * 0.25 + 1e-12).all()
+        assert (step >= theta[:, :, t] * 0.25 * (1 - 1e-9)).all()  # and these errors do reach the clip
+        before = after
+
+
+def test_clipped_form_is_differentiable():
+    q, k, v, theta, log_eta, log_keep, w, s = random_inputs(2, 10, seed=9, batch=1, heads=1, width=3)
+    leaves = [t.clone().requires_grad_(True) for t in (v, theta, w[0])]
+
+    def run(v, theta, w0):
+        out = memory_recurrence_chunked(q, k, v, theta, log_eta, log_keep, [w0, w[1]], s, 4, grad_clip=0.3)
+        return out.y.sum() + out.weights[0].sum()
+
+    assert torch.autograd.gradcheck(run, leaves)

@@ -13,21 +13,25 @@ from titans_cli.models import TitansConfig
 from titans_cli.training.config import DataConfig, OptimConfig, TrainConfig
 
 # A chunk's inner gradients are all taken at its start weights and summed, amplified by momentum; once
-# training opens the gates a deep memory's weights can blow up to inf within a few chunks. In text-tiny
-# runs θ_max = 1 hit NaN at step ~100, 0.1 at ~116, 0.01 at ~150: a lower bound delays it, no more.
-THETA_MAX = 0.01
+# training opens the gates a deep memory's weights can blow up within a few chunks. Without clipping,
+# text-tiny runs hit NaN at step ~100 (θ_max = 1), ~116 (0.1), ~150 (0.01): a lower θ_max only delays it.
+# Clipping each token's inner gradient to norm 1 bounds every step by θ_max, so the memory cannot diverge.
+THETA_MAX = 0.1
+MEMORY_GRAD_CLIP = 1.0
 
 
 def _tiny_model(name: str, tokenizer: str, vocab_size: int) -> TitansConfig:
     return TitansConfig(name=name, variant="mac", vocab_size=vocab_size, tokenizer=tokenizer, d_model=128,
                         n_layers=4, n_heads=4, memory_depth=2, memory_expansion=2, chunk_size=64, segment_len=128,
-                        window=128, n_persistent=4, theta_max=THETA_MAX)  # fmt: skip
+                        window=128, n_persistent=4, theta_max=THETA_MAX,
+                        memory_grad_clip=MEMORY_GRAD_CLIP)  # fmt: skip
 
 
 def _small_model(name: str, tokenizer: str, vocab_size: int) -> TitansConfig:
     return TitansConfig(name=name, variant="mac", vocab_size=vocab_size, tokenizer=tokenizer, d_model=512,
                         n_layers=8, n_heads=8, memory_depth=2, memory_expansion=2, chunk_size=64, segment_len=256,
-                        window=256, n_persistent=8, theta_max=THETA_MAX)  # fmt: skip
+                        window=256, n_persistent=8, theta_max=THETA_MAX,
+                        memory_grad_clip=MEMORY_GRAD_CLIP)  # fmt: skip
 
 
 def text_tiny() -> TrainConfig:
