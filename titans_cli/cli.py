@@ -94,6 +94,72 @@ def rollback(memory: Path = typer.Argument(..., help="A memory directory.")) -> 
 
 
 @app.command()
+def ask(
+    memory: Path = typer.Argument(..., help="A memory directory made by `titans ingest`."),
+    question: str | None = typer.Argument(None, help="The question (or use --questions)."),
+    questions: Path | None = typer.Option(
+        None, "--questions", help="A file of questions: one per line, or JSON lines."
+    ),
+    max_tokens: int = typer.Option(64, "--max-tokens", help="Most tokens per answer."),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 answers greedily; > 0 samples."),
+    top_k: int = typer.Option(0, "--top-k", help="Sample only from the k most likely tokens (0: all)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampler."),
+    evidence: bool = typer.Option(
+        False, "--evidence", help="Show where each answer occurs in the ingested sources (if unchanged)."
+    ),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, or auto."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per question on stdout."),
+) -> None:
+    """Answer a question against a memory; the answer alone goes to stdout. MEMORY is never modified."""
+    from titans_cli.ask_command import run_ask
+
+    if (question is None) == (questions is None):
+        raise UserError("give one question, or --questions FILE")
+    run_ask(memory, question, questions, max_tokens, temperature, top_k, seed, evidence, device, as_json)
+
+
+@app.command()
+def score(
+    inputs: list[str] = typer.Argument(None, help="FASTA/FASTQ/GenBank/EMBL files (text with --kind text), or -."),
+    out: str = typer.Option("scores.parquet", "--out", "-o", help="Table: .parquet, .tsv, or - for TSV on stdout."),
+    model: str | None = typer.Option(None, "--model", help="Bundled model name or model directory."),
+    kind: str = typer.Option("auto", "--kind", help="auto, dna or text."),
+    memory: Path | None = typer.Option(
+        None, "--memory", help="Start every record from this ingested memory; also report the score without it."
+    ),
+    carry: bool = typer.Option(False, "--carry", help="Keep the memory learning across records."),
+    rc_average: bool = typer.Option(False, "--rc-average", help="Average forward and reverse-complement strands."),
+    track: Path | None = typer.Option(None, "--track", help="Write mean bits per base per window as bedGraph."),
+    window: int = typer.Option(1000, "--window", help="Window of --track, in bases (bytes for text)."),
+    per_base: Path | None = typer.Option(None, "--per-base", help="Write position-level log-likelihoods (Parquet)."),
+    variants: Path | None = typer.Option(None, "--variants", help="Score the SNVs and indels of this VCF[.gz]."),
+    reference: str | None = typer.Option(None, "--reference", help="The genome FASTA the VCF refers to."),
+    flank: int = typer.Option(4096, "--flank", help="Reference bases each side of a variant."),
+    skip_mismatch: bool = typer.Option(
+        False, "--skip-mismatch", help="Skip variants whose REF (or CHROM) is not in the reference."
+    ),
+    batch: int = typer.Option(32, "--batch", help="Short records (or variants) scored together."),
+    piece: int = typer.Option(4096, "--piece", help="Tokens per model call within a long record."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, or auto."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+) -> None:
+    """Log-likelihood, bits per base and perplexity of each record; tracks; variant effects."""
+    from titans_cli.score_command import ScoreRequest, run_score, run_variants
+
+    if variants is not None:
+        if reference is None or inputs:
+            raise UserError("--variants needs --reference GENOME.fa and no other inputs")
+        run_variants(variants, reference, out, model, memory, flank, rc_average, skip_mismatch, batch, device,
+                     as_json)  # fmt: skip
+        return
+    if not inputs:
+        raise UserError("give the sequences to score (or --variants FILE.vcf --reference GENOME.fa)")
+    request = ScoreRequest(list(inputs), out, model, kind, memory, carry, rc_average, track, window, per_base,
+                           batch, piece, device)  # fmt: skip
+    run_score(request, as_json)
+
+
+@app.command()
 def train(
     out: Path | None = typer.Option(None, "--out", "-o", help="Run directory: config, log, checkpoints, model/."),
     preset: str | None = typer.Option(None, "--preset", help="text-tiny, dna-tiny, text-small or dna-small."),

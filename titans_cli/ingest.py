@@ -25,6 +25,7 @@ from titans_cli.memory_store import SURPRISE_SCHEMA, MemorySnapshot, MemoryStore
 from titans_cli.model_registry import ModelRef, resolve_model
 from titans_cli.models import TitansModel, TitansState, tokenizer_for
 from titans_cli.readers import Piece, ReadPosition, file_sha256, open_input
+from titans_cli.saved_memory import memory_model
 
 DEFAULT_MODEL = "text-tiny"
 BLOCK_TOKENS = 4096  # rounded up to a multiple of the model's chunk and segment lengths
@@ -106,14 +107,9 @@ class _Start:
 
 
 def _model_for(request: IngestRequest, existing: MemorySnapshot | None) -> ModelRef:
-    spec = request.model or (existing.model_source if existing else DEFAULT_MODEL)
-    ref = resolve_model(spec)
-    if existing is not None and ref.content_hash != existing.model_hash:
-        raise UserError(
-            f"{request.memory} was made by model {existing.model_name} ({existing.model_hash[:19]}…), "
-            f"not {ref.name} ({ref.content_hash[:19]}…); use the memory's model or another --memory"
-        )
-    return ref
+    if existing is None:
+        return resolve_model(request.model or DEFAULT_MODEL)
+    return memory_model(existing, request.memory, request.model)
 
 
 def _input_kind(request: IngestRequest, model: TitansModel) -> str:

@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -17,14 +16,9 @@ from rich.table import Table
 from titans_cli.errors import Interrupted
 from titans_cli.ingest import IngestProgress, IngestRequest, ingest
 from titans_cli.memory_info import describe_memory, sparkline
+from titans_cli.model_registry import pick_device
 
 stderr = Console(stderr=True)
-
-
-def pick_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def run_ingest(request: IngestRequest, quiet: bool, as_json: bool = False) -> None:

@@ -68,3 +68,10 @@ def resolve_model(spec: str) -> ModelRef:
         return ModelRef(name, path, content_hash(path), str(path.resolve()))
     names = ", ".join(bundled_models()) or "none installed"
     raise UserError(f"unknown model {spec!r}: give a bundled name ({names}) or a model directory")
+
+
+def pick_device(device: str) -> str:
+    """"auto" is CUDA when there is a GPU, else the CPU; anything else is passed through."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device

@@ -7,7 +7,6 @@ import json
 import re
 from dataclasses import dataclass
 
-import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -16,7 +15,7 @@ from titans_cli.errors import UserError
 from titans_cli.evaluation.dna_eval import DnaEval, evaluate_dna
 from titans_cli.evaluation.suites import FAMILIES, draw_example
 from titans_cli.evaluation.text_eval import TextEval, evaluate_text
-from titans_cli.model_registry import resolve_model
+from titans_cli.model_registry import pick_device, resolve_model
 
 TASKS = (*FAMILIES, "dna")
 DEFAULT_LENGTHS = {"text": "1k,4k,16k", "dna": "256k"}
@@ -78,7 +77,7 @@ def run_eval(request: EvalRequest, as_json: bool) -> None:
     if (ref.config.tokenizer == "dna") != (kind == "dna"):
         reads = "DNA" if ref.config.tokenizer == "dna" else "text"
         raise UserError(f"model {ref.name} reads {reads}; task {request.task} needs a {kind} model")
-    device = request.device if request.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device(request.device)
     model = ref.load(device)
     model.memory_learning = request.memory
 

@@ -52,20 +52,61 @@ def read(
     return logits[:, -1].float(), state
 
 
+@dataclass
+class Decoded:
+    ids: list[int]  # generated tokens, the stop token excluded
+    logprob: float  # sum of log P(token) over the generated tokens, the stop token included when one came
+    stopped: bool  # ended on a stop token rather than at the length cap
+
+    @property
+    def mean_logprob(self) -> float:
+        count = len(self.ids) + self.stopped
+        return self.logprob / count if count else 0.0
+
+
 @torch.no_grad()
-def greedy_generate(
-    model: TitansModel, logits: Tensor, state: TitansState, max_new_tokens: int, stops: set[int]
-) -> tuple[list[int], bool, TitansState]:
-    """Continue one stream (logits [1, V] of its last position) by argmax until a stop token or the cap."""
-    ids: list[int] = []
+def decode(
+    model: TitansModel,
+    logits: Tensor,
+    state: TitansState,
+    max_new_tokens: int,
+    stops: set[int],
+    temperature: float = 0.0,
+    top_k: int = 0,
+    generator: torch.Generator | None = None,
+) -> tuple[list[Decoded], TitansState]:
+    """Continue B independent streams (logits [B, V] of their last positions) until each stops or hits the cap.
+
+    temperature 0 is greedy (argmax); otherwise tokens are sampled from softmax(logits / temperature),
+    restricted to the top_k most likely when top_k > 0. A stream that has stopped keeps being fed (its
+    tokens are discarded) so the batch stays one tensor.
+    """
+    batch = logits.shape[0]
+    out = [Decoded([], 0.0, False) for _ in range(batch)]
     for _ in range(max_new_tokens):
-        token = int(logits[0].argmax())
-        if token in stops:
-            return ids, True, state
-        ids.append(token)
-        step, state = model(torch.tensor([[token]], device=logits.device), state)
-        logits = step[:, -1].float()
-    return ids, False, state
+        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        if temperature > 0:
+            scores = log_probs / temperature
+            if top_k > 0:
+                kth = scores.topk(min(top_k, scores.shape[-1]), dim=-1).values[:, -1:]
+                scores = scores.masked_fill(scores < kth, float("-inf"))
+            tokens = torch.multinomial(scores.softmax(-1).cpu(), 1, generator=generator).to(logits.device)[:, 0]
+        else:
+            tokens = log_probs.argmax(-1)
+        chosen = log_probs.gather(1, tokens[:, None])[:, 0].tolist()
+        for row, (token, logprob) in enumerate(zip(tokens.tolist(), chosen)):
+            if out[row].stopped:
+                continue
+            out[row].logprob += logprob
+            if token in stops:
+                out[row].stopped = True
+            else:
+                out[row].ids.append(token)
+        if all(d.stopped for d in out):
+            break
+        step, state = model(tokens[:, None], state)
+        logits = step[:, -1]
+    return out, state
 
 
 def answer(
@@ -74,8 +115,14 @@ def answer(
     """Ask `question` of a stream that has read its document (state of batch 1): prompt, then greedy decode."""
     device = next(model.parameters()).device
     logits, state = read(model, prompt_ids(model.config, tokenizer, question)[None].to(device), state)
-    ids, stopped, state = greedy_generate(model, logits, state, max_new_tokens, stop_ids(tokenizer))
-    return Generation(ids, tokenizer.decode(ids).decode("utf-8", errors="replace"), stopped, state)
+    (out,), state = decode(model, logits, state, max_new_tokens, stop_ids(tokenizer))
+    return Generation(out.ids, tokenizer.decode(out.ids).decode("utf-8", errors="replace"), out.stopped, state)
+
+
+def expand_state(state: TitansState, batch: int) -> TitansState:
+    """B copies of a one-stream state (every state tensor is batch-first)."""
+    return TitansState(state.position, [{k: v.expand(batch, *v.shape[1:]) for k, v in layer.items()}
+                                        for layer in state.layers])  # fmt: skip
 
 
 def select_row(state: TitansState, row: int) -> TitansState:

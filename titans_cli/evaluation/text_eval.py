@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from titans_cli.evaluation.generate import PIECE_TOKENS, greedy_generate, prompt_ids, read, select_row, stop_ids
+from titans_cli.evaluation.generate import PIECE_TOKENS, decode, prompt_ids, read, select_row, stop_ids
 from titans_cli.evaluation.seeds import eval_seed
 from titans_cli.evaluation.suites import FAMILIES, draw_example
 from titans_cli.models import TitansModel, tokenizer_for
@@ -70,8 +70,8 @@ def evaluate_text(
                     logits, row_state = read(model, prompt_ids(model.config, tokenizer, example.question)[None]
                                              .to(device), select_row(state, row))  # fmt: skip
                     cap = 2 * len(example.answer) + 16  # room to run past the answer, so a non-stop is wrong
-                    ids, _, _ = greedy_generate(model, logits, row_state, cap, stops)
-                    predicted = tokenizer.decode(ids).decode("utf-8", errors="replace")
+                    (out,), _ = decode(model, logits, row_state, cap, stops)
+                    predicted = tokenizer.decode(out.ids).decode("utf-8", errors="replace")
                     correct += predicted.strip() == example.answer.strip()
                     if len(samples) < keep_samples:
                         samples.append({"expected": example.answer, "predicted": predicted})

@@ -1,0 +1,303 @@
+"""`score`: the log-likelihood of every base (or byte) of the input under a model, through the streaming state.
+
+A record is read in pieces through the model, so a chromosome is scored in constant memory; the log-
+likelihood of token t is log P(x_t | x_<t) from the logits at t − 1. A record's first token has no
+prediction and is not scored, nor is any N. Records that fit one piece are scored side by side as a
+batch, each padded at its end (the model is causal, so padding after a record cannot change its scores).
+
+What a caller gets is a stream of `ScoredPiece`s: per-token log-likelihoods (NaN where unscored) in
+record order. Aggregations (per-record totals, per-line totals for text, window tracks) consume them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from titans_cli.evaluation.generate import expand_state
+from titans_cli.models import TitansModel, TitansState, tokenizer_for
+from titans_cli.readers import Piece
+
+LN2 = math.log(2)
+_COMPLEMENT = bytes.maketrans(b"ACGTN", b"TGCAN")
+
+
+@dataclass
+class ScoreOptions:
+    piece_tokens: int = 4096  # tokens per model call while reading a long record
+    batch_records: int = 32  # short records (one piece) scored together
+    carry: bool = False  # keep the memory learning across records instead of a fresh one per record
+    rc_average: bool = False  # DNA: average each base's score over the forward and reverse-complement strands
+
+
+@dataclass
+class ScoredPiece:
+    source: str
+    record: str  # the sequence id (DNA) or the source path (text)
+    record_index: int  # running count over the whole input
+    offset: int  # position of data[0] in its record
+    data: bytes
+    loglik: np.ndarray  # float64 natural-log P per token, NaN where unscored
+    record_end: bool
+
+
+def reverse_complement(sequence: bytes) -> bytes:
+    return sequence.translate(_COMPLEMENT)[::-1]
+
+
+class _Stream:
+    """B parallel token streams fed in pieces; returns log P(token | everything before it)."""
+
+    def __init__(self, model: TitansModel, state: TitansState):
+        self.model, self.state = model, state
+        self.last: torch.Tensor | None = None  # log-probabilities at each stream's last position [B, V]
+
+    @torch.no_grad()
+    def feed(self, ids: torch.Tensor) -> torch.Tensor:
+        logits, self.state = self.model(ids, self.state)
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        out = torch.full(ids.shape, float("nan"), dtype=torch.float64)
+        if self.last is not None:
+            out[:, 0] = self.last.gather(1, ids[:, :1])[:, 0].double().cpu()
+        out[:, 1:] = logp[:, :-1].gather(2, ids[:, 1:, None])[..., 0].double().cpu()
+        self.last = logp[:, -1]
+        return out
+
+
+class Scorer:
+    """Scores records from a reader; `start_state` (batch 1) is where every record's stream begins."""
+
+    def __init__(self, model: TitansModel, start_state: TitansState | None = None, options: ScoreOptions | None = None):
+        self.model = model
+        self.options = options or ScoreOptions()
+        self.tokenizer = tokenizer_for(model.config.tokenizer)
+        self.device = next(model.parameters()).device
+        self.start = start_state if start_state is not None else model.init_state(1)
+        self.unscored = int(self.tokenizer.encode(b"N")[0]) if model.config.tokenizer == "dna" else -1
+        self.carried: _Stream | None = None
+
+    def _fresh(self, batch: int) -> _Stream:
+        return _Stream(self.model, expand_state(self.start, batch))
+
+    def _ids(self, data: bytes) -> torch.Tensor:
+        return self.tokenizer.encode(data).to(self.device)
+
+    def score(self, pieces: Iterable[Piece]) -> Iterator[ScoredPiece]:
+        """Scored pieces in input order. Whole short records are batched unless memory is carried."""
+        batch: list[Piece] = []
+        index = -1
+        stream: _Stream | None = None
+        long_record: list[Piece] = []  # only with rc_average: a long record is held to read it backwards
+        for piece in pieces:
+            if piece.record_start:
+                index += 1
+            whole = piece.record_start and piece.record_end
+            if whole and not self.options.carry:
+                batch.append(piece._replace(record_index=index))
+                if len(batch) == self.options.batch_records:
+                    yield from self._score_batch(batch)
+                    batch = []
+                continue
+            yield from self._score_batch(batch)
+            batch = []
+            if self.options.rc_average:
+                long_record.append(piece._replace(record_index=index))
+                if piece.record_end:
+                    yield from self._score_held(long_record)
+                    long_record = []
+                continue
+            if piece.record_start:
+                stream = self._record_stream()
+            if not piece.data:
+                yield self._mask(piece._replace(record_index=index), np.zeros(0))
+                continue
+            values = stream.feed(self._ids(piece.data)[None])[0].numpy()
+            if piece.record_start:
+                values[0] = np.nan
+            yield self._mask(piece._replace(record_index=index), values)
+        yield from self._score_batch(batch)
+
+    def _record_stream(self) -> _Stream:
+        if not self.options.carry:
+            return self._fresh(1)
+        if self.carried is None:
+            self.carried = self._fresh(1)
+        self.carried.last = None  # a record's first token is never scored, carried memory or not
+        return self.carried
+
+    def score_sequences(self, sequences: list[bytes]) -> list[np.ndarray]:
+        """Per-token log-likelihoods of whole sequences, scored as one batch padded at the end, each from the
+        start state (with rc_average: each base's mean over both strands). NaN where unscored."""
+        strands = sequences + ([reverse_complement(s) for s in sequences] if self.options.rc_average else [])
+        width = max(len(s) for s in strands)
+        ids = torch.full((len(strands), width), self.tokenizer.pad, dtype=torch.int64, device=self.device)
+        for row, s in enumerate(strands):
+            ids[row, : len(s)] = self._ids(s)
+        stream = self._fresh(len(strands))
+        logliks = [stream.feed(ids[:, start : start + self.options.piece_tokens])
+                   for start in range(0, width, self.options.piece_tokens)]  # fmt: skip
+        values = torch.cat(logliks, dim=1).numpy() if logliks else np.zeros((len(strands), 0))
+        out = []
+        for row, s in enumerate(sequences):
+            forward = values[row, : len(s)].copy()
+            forward[:1] = np.nan
+            if self.options.rc_average:
+                backward = values[len(sequences) + row, : len(s)][::-1].copy()
+                backward[-1:] = np.nan  # the reverse strand's first token is the forward's last
+                forward = _mean_of_scored(forward, backward)
+            out.append(self._without_n(s, forward))
+        return out
+
+    def _score_batch(self, batch: list[Piece]) -> Iterator[ScoredPiece]:
+        if not batch:
+            return
+        for piece, values in zip(batch, self.score_sequences([p.data for p in batch])):
+            yield self._mask(piece, values)
+
+    def _score_held(self, pieces: list[Piece]) -> Iterator[ScoredPiece]:
+        sequence = b"".join(p.data for p in pieces)
+        (values,) = self.score_sequences([sequence])
+        for piece in pieces:
+            start = piece.offset - pieces[0].offset
+            yield self._mask(piece, values[start : start + len(piece.data)])
+
+    def _without_n(self, data: bytes, values: np.ndarray) -> np.ndarray:
+        """N positions (DNA) are read but never scored."""
+        if self.unscored >= 0:
+            values[np.frombuffer(data, dtype=np.uint8) == ord("N")] = np.nan
+        return values
+
+    def _mask(self, piece: Piece, values: np.ndarray) -> ScoredPiece:
+        """The scored piece, with N positions unscored."""
+        values = self._without_n(piece.data, values.copy())
+        record = piece.record if piece.record is not None else piece.source
+        return ScoredPiece(piece.source, record, piece.record_index, piece.offset, piece.data, values, piece.record_end)
+
+
+def _mean_of_scored(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Element-wise mean over the strands that scored a base (NaN where neither did)."""
+    stacked = np.stack([a, b])
+    count = np.sum(~np.isnan(stacked), axis=0)
+    total = np.nansum(stacked, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+@dataclass
+class Totals:
+    """Log-likelihood totals of one stretch of input (a record, a line, a window)."""
+
+    name: str
+    source: str
+    length: int = 0
+    scored: int = 0
+    loglik: float = 0.0
+    digest: Any = field(default_factory=hashlib.sha256)
+
+    def add(self, data: bytes, values: np.ndarray) -> None:
+        scored = ~np.isnan(values)
+        self.length += len(data)
+        self.scored += int(scored.sum())
+        self.loglik += float(values[scored].sum())
+        self.digest.update(data)
+
+    @property
+    def bits(self) -> float:
+        """Mean bits per scored token (NaN when nothing was scored)."""
+        return -self.loglik / LN2 / self.scored if self.scored else float("nan")
+
+    def row(self, unit: str) -> dict:
+        mean = self.loglik / self.scored if self.scored else float("nan")
+        return {
+            "id": self.name, "source": self.source, "length": self.length, f"scored_{unit}s": self.scored,
+            "total_loglik": self.loglik, "mean_loglik": mean, f"bits_per_{unit}": self.bits,
+            "perplexity": math.exp(-mean) if self.scored else float("nan"), "sha256": self.digest.hexdigest(),
+        }  # fmt: skip
+
+
+class RecordRows:
+    """DNA: one `Totals` per record, complete at the record's last piece."""
+
+    def __init__(self) -> None:
+        self.current: Totals | None = None
+
+    def add(self, piece: ScoredPiece) -> list[Totals]:
+        if self.current is None or piece.offset == 0:
+            self.current = Totals(piece.record, piece.source)
+        self.current.add(piece.data, piece.loglik)
+        return [self.current] if piece.record_end else []
+
+
+class LineRows:
+    """Text: one `Totals` per line (the newline belongs to its line), named "path:line"."""
+
+    def __init__(self) -> None:
+        self.current: Totals | None = None
+        self.number = 0
+
+    def add(self, piece: ScoredPiece) -> list[Totals]:
+        if piece.offset == 0:
+            self.current, self.number = None, 0
+        done = []
+        data, start = piece.data, 0
+        while start < len(data):
+            if self.current is None:
+                self.number += 1
+                self.current = Totals(f"{piece.record}:{self.number}", piece.source)
+            end = data.find(b"\n", start)
+            end = len(data) if end < 0 else end + 1
+            self.current.add(data[start:end], piece.loglik[start:end])
+            if data[end - 1 : end] == b"\n":
+                done.append(self.current)
+                self.current = None
+            start = end
+        if piece.record_end and self.current is not None:  # a last line without a newline
+            done.append(self.current)
+            self.current = None
+        return done
+
+
+class WindowTrack:
+    """Mean bits per scored token per fixed window of each record: (record, start, end, value), 0-based half-open."""
+
+    def __init__(self, window: int):
+        self.window = window
+        self.record: str | None = None
+        self.start = 0
+        self.sum = 0.0
+        self.count = 0
+        self.end = 0
+
+    def add(self, piece: ScoredPiece) -> Iterator[tuple[str, int, int, float]]:
+        if piece.offset == 0:
+            yield from self._flush()
+            self.record, self.start, self.end = piece.record, 0, 0
+        values = piece.loglik
+        position = piece.offset
+        while position < piece.offset + len(values):
+            stop = min(self.start + self.window, piece.offset + len(values))
+            part = values[position - piece.offset : stop - piece.offset]
+            scored = part[~np.isnan(part)]
+            self.sum += float(scored.sum())
+            self.count += len(scored)
+            self.end = stop
+            position = stop
+            if stop == self.start + self.window:
+                yield from self._flush()
+                self.start = stop
+        if piece.record_end:
+            yield from self._flush()
+            self.record = None
+
+    def _flush(self) -> Iterator[tuple[str, int, int, float]]:
+        if self.record is not None and self.end > self.start:
+            if self.count:
+                yield self.record, self.start, self.end, -self.sum / LN2 / self.count
+            self.sum, self.count = 0.0, 0
+            self.start = self.end
