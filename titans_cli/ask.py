@@ -163,7 +163,7 @@ def _search(path: str, needle: bytes, limit: int, context: int) -> list[Evidence
                     at = buffer.find(needle, at + 1)
                 if len(found) >= limit:
                     break
-                keep = max(context, len(needle) - 1)
+                keep = context + len(needle) - 1
                 carry, carry_start = buffer[-keep:], start + max(0, len(buffer) - keep)
     except InputError:
         return found

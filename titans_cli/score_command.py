@@ -100,7 +100,10 @@ def _write(request: ScoreRequest, kind: str, scored: Iterator[tuple[ScoredPiece,
     unit = "base" if kind == "dna" else "byte"
     rows_of = RecordRows if kind == "dna" else LineRows
     rows, baseline_rows = rows_of(), rows_of()
-    table = TableWriter(request.out)
+    columns = list(Totals("", "").row(unit))
+    if request.memory is not None:
+        columns += [f"bits_per_{unit}_without_memory", "memory_gain_bits"]
+    table = TableWriter(request.out, columns)
     track = BedGraphWriter(str(request.track), "titans", f"bits per {unit}") if request.track else None
     windows = WindowTrack(request.window)
     per_base = PerBaseWriter(str(request.per_base)) if request.per_base else None
@@ -163,7 +166,7 @@ def run_score(request: ScoreRequest, as_json: bool) -> None:
 def run_variants(vcf: Path, reference: str, out: str, model: str | None, memory: Path | None, flank: int,
                  rc_average: bool, skip_mismatch: bool, batch: int, device: str, as_json: bool) -> None:  # fmt: skip
     """Score a VCF's variants against the reference; the table has one row per (variant, ALT allele)."""
-    from titans_cli.variant_scoring import VariantCounts, VariantOptions, score_variants
+    from titans_cli.variant_scoring import VariantCounts, VariantOptions, score_variants, variant_columns
 
     if flank < 1 or batch < 1:
         raise UserError("--flank and --batch must be ≥ 1")
@@ -177,7 +180,7 @@ def run_variants(vcf: Path, reference: str, out: str, model: str | None, memory:
         raise UserError("--variants needs a DNA model")
     counts = VariantCounts()
     started = time.monotonic()
-    table = TableWriter(out)
+    table = TableWriter(out, variant_columns(rc_average))
     try:
         for row in score_variants(loaded, vcf, reference, VariantOptions(flank, rc_average, skip_mismatch, batch),
                                   counts):  # fmt: skip

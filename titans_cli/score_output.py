@@ -34,10 +34,13 @@ def table_format(path: str) -> str:
 
 
 class TableWriter:
-    """Rows (dicts with the same keys) to Parquet or TSV, in batches; `close()` finishes the file."""
+    """Rows (dicts with keys `columns`) to Parquet or TSV, in batches; `close()` finishes the file.
 
-    def __init__(self, path: str, schema: pa.Schema | None = None):
-        self.path, self.format, self.schema = path, table_format(path), schema
+    With no rows at all the file still gets its columns (a header line, or an empty Parquet table).
+    """
+
+    def __init__(self, path: str, columns: list[str]):
+        self.path, self.format, self.columns = path, table_format(path), columns
         self.rows: list[dict[str, Any]] = []
         self.count = 0
         self._parquet: pq.ParquetWriter | None = None
@@ -54,23 +57,28 @@ class TableWriter:
         if not self.rows:
             return
         if self.format == "parquet":
-            table = pa.Table.from_pylist(self.rows, schema=self.schema)
+            table = pa.Table.from_pylist(self.rows)
             if self._parquet is None:
                 self._parquet = pq.ParquetWriter(self.path, table.schema)
             self._parquet.write_table(table)
         else:
-            if self._tsv is None:
-                self._file = sys.stdout if self.format == "stdout" else open(self.path, "w", newline="")  # noqa: SIM115
-                self._tsv = csv.DictWriter(self._file, fieldnames=list(self.rows[0]), delimiter="\t",
-                                           lineterminator="\n")  # fmt: skip
-                self._tsv.writeheader()
-            self._tsv.writerows({k: _tsv_value(v) for k, v in row.items()} for row in self.rows)
+            self._open_tsv().writerows({k: _tsv_value(v) for k, v in row.items()} for row in self.rows)
         self.rows = []
 
+    def _open_tsv(self) -> csv.DictWriter:
+        if self._tsv is None:
+            self._file = sys.stdout if self.format == "stdout" else open(self.path, "w", newline="")  # noqa: SIM115
+            self._tsv = csv.DictWriter(self._file, fieldnames=self.columns, delimiter="\t", lineterminator="\n")
+            self._tsv.writeheader()
+        return self._tsv
+
     def close(self) -> None:
+        if not self.count:  # no rows: still a readable file with the columns
+            if self.format == "parquet":
+                pq.write_table(pa.table({c: pa.array([], pa.null()) for c in self.columns}), self.path)
+            else:
+                self._open_tsv()
         self._flush()
-        if self.format == "parquet" and self._parquet is None and self.schema is not None:
-            pq.write_table(self.schema.empty_table(), self.path)  # no rows: still a readable file
         if self._parquet is not None:
             self._parquet.close()
         if self._file is not None and self._file is not sys.stdout:

@@ -43,6 +43,11 @@ class VariantCounts:
     notes: list[str] = field(default_factory=list)
 
 
+def variant_columns(rc_average: bool) -> list[str]:
+    columns = ["CHROM", "POS", "ID", "REF", "ALT", "ref_loglik", "alt_loglik", "delta"]
+    return columns + (["delta_forward", "delta_reverse"] if rc_average else [])
+
+
 def score_variants(
     model: TitansModel, vcf: Path, reference: str, options: VariantOptions, counts: VariantCounts
 ) -> Iterator[dict]:

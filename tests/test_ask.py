@@ -1,0 +1,137 @@
+"""`titans ask`: answers from a saved memory equal reading the document then the prompt; MEM is untouched."""
+
+import json
+import os
+
+import pytest
+import torch
+
+from titans_cli.ask import AskOptions, ask, find_evidence, read_questions
+from titans_cli.cli import main
+from titans_cli.errors import UserError
+from titans_cli.evaluation.generate import answer, read
+from titans_cli.ingest import IngestRequest, ingest
+from titans_cli.memory_store import MemoryStore, state_digest
+from titans_cli.models import byte_tokenizer
+from titans_cli.saved_memory import load_memory
+
+from conftest import tiny_model
+
+DOCUMENT = b"Notes from the lab.\nThe special magic number for quiet-heron is: 8812.\n" + b"filler text. " * 40
+
+
+@pytest.fixture
+def memory(tmp_path):
+    model = tiny_model("mac")
+    model.save_pretrained(tmp_path / "model")
+    doc = tmp_path / "doc.txt"
+    doc.write_bytes(DOCUMENT)  # 589 bytes: whole blocks of 16 plus a pending tail
+    ingest(IngestRequest([str(doc)], tmp_path / "mem", model=str(tmp_path / "model"), block_tokens=64))
+    return tmp_path
+
+
+def test_answer_equals_reading_the_document_then_the_prompt(memory):
+    loaded = load_memory(memory / "mem", "cpu")
+    assert len(loaded.snapshot.pending) > 0  # the tail the ingest left pending is read too
+    got = ask(loaded, ["What is the special magic number?"], AskOptions(max_tokens=10))[0]
+    model = loaded.model
+    _, state = read(model, byte_tokenizer().encode(DOCUMENT)[None], piece_tokens=100)
+    want = answer(model, byte_tokenizer(), state, "What is the special magic number?", max_new_tokens=10)
+    assert got.answer == want.text and got.tokens == len(want.ids) and got.stopped == want.stopped
+    assert got.mean_logprob < 0
+
+
+def test_a_batch_of_questions_equals_asking_each_alone(memory):
+    loaded = load_memory(memory / "mem", "cpu")
+    questions = ["Who?", "What is the number?", "Why?", "What is the magic?"]  # two share a prompt length
+    together = ask(loaded, questions, AskOptions(max_tokens=6))
+    alone = [ask(loaded, [q], AskOptions(max_tokens=6))[0] for q in questions]
+    assert [a.question for a in together] == questions
+    for a, b in zip(together, alone):
+        assert a.answer == b.answer
+        assert a.mean_logprob == pytest.approx(b.mean_logprob, abs=1e-4)
+
+
+def test_sampling_is_seeded(memory):
+    loaded = load_memory(memory / "mem", "cpu")
+    runs = [ask(loaded, ["Q?"], AskOptions(max_tokens=12, temperature=1.0, top_k=50, seed=s))[0].answer
+            for s in (1, 1, 2)]  # fmt: skip
+    assert runs[0] == runs[1] != runs[2]
+
+
+def test_ask_never_modifies_the_memory(memory, capsys):
+    store = MemoryStore(memory / "mem")
+    before = state_digest(store.load().stored_tensors())
+    files = {p: p.stat().st_mtime_ns for p in (memory / "mem").rglob("*")}
+    assert main(["ask", str(memory / "mem"), "What is the special magic number?", "--max-tokens", "5"]) == 0
+    assert state_digest(store.load().stored_tensors()) == before
+    assert {p: p.stat().st_mtime_ns for p in (memory / "mem").rglob("*")} == files
+
+
+def test_cli_json_and_questions_file(memory, capsys):
+    questions = memory / "q.jsonl"
+    questions.write_text('{"question": "What is the number?"}\n\n"Who wrote it?"\nplain question\n')
+    assert main(["ask", str(memory / "mem"), "--questions", str(questions), "--json", "--max-tokens", "4"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["question"] for r in rows] == ["What is the number?", "Who wrote it?", "plain question"]
+    assert all(set(r) >= {"answer", "mean_logprob", "tokens", "seconds", "evidence"} for r in rows)
+    assert all(0 < r["tokens"] <= 4 or r["stopped"] for r in rows)
+
+
+def test_bad_questions_file_names_the_line(tmp_path):
+    path = tmp_path / "q.txt"
+    path.write_text("fine\n{not json\n")
+    with pytest.raises(UserError, match=r"q.txt:2: not valid JSON"):
+        read_questions(path)
+
+
+def test_evidence_points_at_the_answer_in_unchanged_sources(memory):
+    sources = MemoryStore(memory / "mem").load().sources
+    found, notes = find_evidence(sources, "8812")
+    assert notes == [] and len(found) == 1
+    assert found[0].offset == DOCUMENT.index(b"8812") and "quiet-heron is: 8812" in found[0].snippet
+    many, _ = find_evidence(sources, "filler", limit=3)
+    assert [e.offset for e in many] == [DOCUMENT.index(b"filler") + 13 * i for i in range(3)]
+    (memory / "doc.txt").write_bytes(DOCUMENT.replace(b"8812", b"9999"))
+    found, notes = find_evidence(sources, "8812")
+    assert found == [] and "changed since it was ingested" in notes[0]
+    os.remove(memory / "doc.txt")
+    assert "no longer present" in find_evidence(sources, "8812")[1][0]
+
+
+def test_a_match_straddling_two_pieces_is_found(tmp_path, monkeypatch):
+    from titans_cli import ask as ask_module
+
+    text = tmp_path / "t.txt"
+    text.write_bytes(b"x" * 30 + b"NEEDLE" + b"y" * 30)
+    original = ask_module.open_input
+    monkeypatch.setattr(ask_module, "open_input", lambda paths, kind: original(paths, kind=kind, piece_size=32))
+    found = ask_module._search(str(text), b"NEEDLE", 5, 10)
+    assert [e.offset for e in found] == [30] and found[0].snippet == "xxxxxxxxxxNEEDLEyyyyyyyyyy"
+
+
+def test_a_dna_memory_is_refused(tmp_path, capsys):
+    model = tiny_model("mac", vocab_size=9, tokenizer="dna")
+    model.save_pretrained(tmp_path / "dna")
+    (tmp_path / "g.fa").write_text(">a\nACGTACGT\n")
+    ingest(IngestRequest([str(tmp_path / "g.fa")], tmp_path / "mem", model=str(tmp_path / "dna")))
+    assert main(["ask", str(tmp_path / "mem"), "what?"]) == 2
+    assert "ask needs a text model" in capsys.readouterr().err
+
+
+def test_missing_memory_is_a_user_error(tmp_path, capsys):
+    assert main(["ask", str(tmp_path / "nothing"), "what?"]) == 2
+    assert "not a titans memory" in capsys.readouterr().err
+    assert main(["ask", str(tmp_path / "nothing")]) == 2
+
+
+def test_expand_state_rows_are_independent():
+    from titans_cli.evaluation.generate import expand_state
+
+    model = tiny_model("mac")
+    _, state = read(model, torch.randint(0, 256, (1, 40)))
+    tokens = torch.randint(0, 256, (3, 5))
+    together, _ = model(tokens, expand_state(state, 3))
+    for row in range(3):
+        alone, _ = model(tokens[row : row + 1], state)
+        torch.testing.assert_close(together[row], alone[0], atol=1e-5, rtol=0)
