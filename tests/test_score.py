@@ -15,7 +15,7 @@ from titans_cli.ingest import IngestRequest, ingest
 from titans_cli.models import TitansModel, dna_tokenizer
 from titans_cli.readers import open_input
 from titans_cli.score_command import ScoreRequest, score
-from titans_cli.scoring import LN2, LineRows, ScoreOptions, Scorer, WindowTrack, reverse_complement
+from titans_cli.scoring import LN2, LineRows, ScoredPiece, ScoreOptions, Scorer, WindowTrack, reverse_complement
 from titans_cli.variant_scoring import VariantCounts, VariantOptions, score_variants
 
 from conftest import tiny_model
