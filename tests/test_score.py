@@ -153,7 +153,7 @@ def test_text_rows_are_lines(tmp_path):
     score(ScoreRequest([str(tmp_path / "log.txt")], str(tmp_path / "s.parquet"), model=str(tmp_path / "m"),
                        kind="text"))  # fmt: skip
     table = pq.read_table(tmp_path / "s.parquet").to_pylist()
-    assert [r["id"] for r in table] == ["log.txt:1", "log.txt:2", "log.txt:3"]
+    assert [r["id"] for r in table] == [f"{tmp_path / 'log.txt'}:{i}" for i in (1, 2, 3)]
     assert [r["length"] for r in table] == [len(x) for x in lines]
     assert sum(r["scored_bytes"] for r in table) == len(text) - 1
 
