@@ -86,7 +86,8 @@ def _distinct(rng: random.Random, count: int, draw: Callable[[random.Random], st
     raise ValueError(f"could not draw {count} distinct needle values absent from the background")
 
 
-def _question(variant: Variant, needle: NeedleKind, key: str) -> str:
+def niah_question(variant: Variant, needle: NeedleKind, key: str) -> str:
+    """The question asked of a NIAH document (also how `samples/` phrases its questions)."""
     if variant == "multivalue":
         return (f"What are all the special magic {needle}s for {key} mentioned in the provided text? "
                 "List them in the order they appear.")
@@ -140,7 +141,7 @@ def make_niah(
     answer = ", ".join(values[i] for i in in_order) if variant == "multivalue" else values[0]
     return QAExample(
         document=document,
-        question=_question(variant, needle, keys[0]),
+        question=niah_question(variant, needle, keys[0]),
         answer=answer,
         task=f"niah_{variant}_{needle}",
         meta={
