@@ -78,6 +78,22 @@ def test_cli_json_and_questions_file(memory, capsys):
     assert all(0 < r["tokens"] <= 4 or r["stopped"] for r in rows)
 
 
+def test_question_lines_that_only_look_like_json_are_questions(tmp_path):
+    path = tmp_path / "q.txt"
+    path.write_text('"Hi" - who said it?\n"a JSON string"\n')
+    assert read_questions(path) == ['"Hi" - who said it?', "a JSON string"]
+
+
+def test_markers_in_a_question_are_plain_text():
+    from titans_cli.evaluation.generate import prompt_ids
+
+    model = tiny_model("mac")
+    tok = byte_tokenizer()
+    ids = prompt_ids(model.config, tok, "a <SEP> b")
+    assert ids.tolist().count(tok.sep) == 2  # the template's two, not the question's
+    assert tok.decode(ids) == b"<SEP>a <SEP> b<SEP>"
+
+
 def test_bad_questions_file_names_the_line(tmp_path):
     path = tmp_path / "q.txt"
     path.write_text("fine\n{not json\n")
@@ -87,16 +103,30 @@ def test_bad_questions_file_names_the_line(tmp_path):
 
 def test_evidence_points_at_the_answer_in_unchanged_sources(memory):
     sources = MemoryStore(memory / "mem").load().sources
-    found, notes = find_evidence(sources, "8812")
-    assert notes == [] and len(found) == 1
+    (found, many, none), notes = find_evidence(sources, ["8812", "filler", "absent"], limit=3)
+    assert notes == [] and len(found) == 1 and none == []
     assert found[0].offset == DOCUMENT.index(b"8812") and "quiet-heron is: 8812" in found[0].snippet
-    many, _ = find_evidence(sources, "filler", limit=3)
     assert [e.offset for e in many] == [DOCUMENT.index(b"filler") + 13 * i for i in range(3)]
     (memory / "doc.txt").write_bytes(DOCUMENT.replace(b"8812", b"9999"))
-    found, notes = find_evidence(sources, "8812")
+    (found,), notes = find_evidence(sources, ["8812"])
     assert found == [] and "changed since it was ingested" in notes[0]
     os.remove(memory / "doc.txt")
-    assert "no longer present" in find_evidence(sources, "8812")[1][0]
+    assert "no longer present" in find_evidence(sources, ["8812"])[1][0]
+
+
+def test_cli_evidence_goes_to_stderr(memory, capsys, monkeypatch):
+    from titans_cli import ask as ask_module
+
+    real = ask_module.ask
+
+    def planted(loaded, questions, options):  # the random test model cannot answer; plant its answer
+        return [a.__class__(**{**a.__dict__, "answer": "8812"}) for a in real(loaded, questions, options)]
+
+    monkeypatch.setattr("titans_cli.ask_command.ask", planted)
+    assert main(["ask", str(memory / "mem"), "What is the number?", "--evidence"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "8812\n"
+    assert f"doc.txt:{DOCUMENT.index(b'8812')}:" in err and "quiet-heron is: 8812" in err
 
 
 def test_a_match_straddling_two_pieces_is_found(tmp_path, monkeypatch):
@@ -106,8 +136,10 @@ def test_a_match_straddling_two_pieces_is_found(tmp_path, monkeypatch):
     text.write_bytes(b"x" * 30 + b"NEEDLE" + b"y" * 30)
     original = ask_module.open_input
     monkeypatch.setattr(ask_module, "open_input", lambda paths, kind: original(paths, kind=kind, piece_size=32))
-    found = ask_module._search(str(text), b"NEEDLE", 5, 10)
-    assert [e.offset for e in found] == [30] and found[0].snippet == "xxxxxxxxxxNEEDLEyyyyyyyyyy"
+    found = [[], []]
+    ask_module._search(str(text), [b"NEEDLE", b"D"], found, 5, 10)
+    assert [e.offset for e in found[0]] == [30] and found[0][0].snippet == "xxxxxxxxxxNEEDLEyyyyyyyyyy"
+    assert [e.offset for e in found[1]] == [33]
 
 
 def test_a_dna_memory_is_refused(tmp_path, capsys):

@@ -8,6 +8,7 @@ memory directory is never written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from titans_cli.memory_store import SourceRecord
 from titans_cli.models import tokenizer_for
 from titans_cli.readers import InputError, file_sha256, open_input
 from titans_cli.saved_memory import LoadedMemory
+
+MAX_BATCH = 32  # questions read together: each row carries a full copy of the memory state
 
 
 @dataclass
@@ -55,7 +58,11 @@ class Answer:
 
 
 def read_questions(path: Path) -> list[str]:
-    """Questions from a file: one per line, or JSON lines (a string, or an object with "question")."""
+    """Questions from a file: one per line, or JSON lines (a string, or an object with "question").
+
+    A line is read as JSON only when it is an object ({...}) or a whole quoted string; anything else is
+    the question as written.
+    """
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as err:
@@ -65,15 +72,17 @@ def read_questions(path: Path) -> list[str]:
         text = line.strip()
         if not text:
             continue
-        if text[0] in "{\"":
+        if text.startswith("{"):
             try:
                 item = json.loads(text)
             except ValueError as err:
                 raise UserError(f"{path}:{number}: not valid JSON ({err.args[0]}); fix the line") from err
-            item = item.get("question") if isinstance(item, dict) else item
-            if not isinstance(item, str):
-                raise UserError(f'{path}:{number}: a JSON line must be a string or have a "question" string')
-            text = item
+            if not isinstance(item, dict) or not isinstance(item.get("question"), str):
+                raise UserError(f'{path}:{number}: a JSON line needs a "question" string')
+            text = item["question"]
+        elif text.startswith('"') and text.endswith('"'):  # a JSON string, unless it is not one
+            with contextlib.suppress(ValueError):
+                text = json.loads(text)
         questions.append(text)
     if not questions:
         raise UserError(f"{path}: no questions in it")
@@ -96,8 +105,9 @@ def ask(memory: LoadedMemory, questions: list[str], options: AskOptions | None =
     by_length: dict[int, list[int]] = {}
     for index, prompt in enumerate(prompts):
         by_length.setdefault(len(prompt), []).append(index)
+    groups = [same[i : i + MAX_BATCH] for same in by_length.values() for i in range(0, len(same), MAX_BATCH)]
     answers: list[Answer | None] = [None] * len(questions)
-    for indices in by_length.values():
+    for indices in groups:
         started = time.monotonic()
         batch = torch.stack([prompts[i] for i in indices]).to(device)
         logits, state = read(model, batch, expand_state(memory.state, len(indices)))
@@ -111,25 +121,24 @@ def ask(memory: LoadedMemory, questions: list[str], options: AskOptions | None =
 
 
 def find_evidence(
-    sources: list[SourceRecord], answer: str, limit: int = 3, context: int = 40
-) -> tuple[list[Evidence], list[str]]:
-    """Places in the memory's sources where `answer` occurs, from sources still present and unchanged.
+    sources: list[SourceRecord], answers: list[str], limit: int = 3, context: int = 40
+) -> tuple[list[list[Evidence]], list[str]]:
+    """Places in the memory's sources where each answer occurs, from sources still present and unchanged.
 
-    Returns the places (at most `limit`) and a note per source that could not be checked.
+    Every source is checked (size, sha256) and read once for all the answers. Returns, per answer, at
+    most `limit` places, and a note per source that could not be searched.
     """
-    needle = answer.strip().encode()
-    found: list[Evidence] = []
+    needles = [a.strip().encode() for a in answers]
+    found: list[list[Evidence]] = [[] for _ in answers]
     notes: list[str] = []
-    if not needle:
+    if not any(needles):
         return found, notes
     for record in sources:
         problem = _unchanged_problem(record)
         if problem:
             notes.append(problem)
             continue
-        found += _search(record.path, needle, limit - len(found), context)
-        if len(found) >= limit:
-            break
+        _search(record.path, needles, found, limit, context)
     return found, notes
 
 
@@ -146,25 +155,29 @@ def _unchanged_problem(record: SourceRecord) -> str:
     return ""
 
 
-def _search(path: str, needle: bytes, limit: int, context: int) -> list[Evidence]:
-    """Occurrences of `needle` in a text source, streamed; a match may straddle two pieces."""
-    found: list[Evidence] = []
-    carry, carry_start = b"", 0  # the end of the previous piece: context before, and a straddling match
+def _search(path: str, needles: list[bytes], found: list[list[Evidence]], limit: int, context: int) -> None:
+    """Add the occurrences of each needle in a text source to `found`, streaming; a match may straddle
+    two pieces (the end of the previous piece is kept in front of the next)."""
+    longest = max(len(n) for n in needles)
+    keep = context + longest - 1
+    carry, carry_start = b"", 0
     try:
         with open_input([path], kind="text") as reader:
             for piece in reader:
                 buffer, start = carry + piece.data, carry_start
-                at = buffer.find(needle, max(0, len(carry) - len(needle) + 1))
-                while at >= 0 and len(found) < limit:
-                    before = buffer[max(0, at - context) : at]
-                    after = buffer[at + len(needle) : at + len(needle) + context]
-                    snippet = (before + needle + after).decode("utf-8", errors="replace")
-                    found.append(Evidence(path, start + at, " ".join(snippet.split())))
-                    at = buffer.find(needle, at + 1)
-                if len(found) >= limit:
-                    break
-                keep = context + len(needle) - 1
-                carry, carry_start = buffer[-keep:], start + max(0, len(buffer) - keep)
+                for needle, places in zip(needles, found):
+                    if not needle:
+                        continue
+                    at = buffer.find(needle, max(0, len(carry) - len(needle) + 1))  # not already found
+                    while at >= 0 and len(places) < limit:
+                        before = buffer[max(0, at - context) : at]
+                        after = buffer[at + len(needle) : at + len(needle) + context]
+                        snippet = (before + needle + after).decode("utf-8", errors="replace")
+                        places.append(Evidence(path, start + at, " ".join(snippet.split())))
+                        at = buffer.find(needle, at + 1)
+                if all(len(p) >= limit for n, p in zip(needles, found) if n):
+                    return
+                cut = max(0, len(buffer) - keep)
+                carry, carry_start = buffer[cut:], start + cut
     except InputError:
-        return found
-    return found
+        return

@@ -26,17 +26,19 @@ def run_ask(
     evidence: bool,
     device: str,
     as_json: bool,
+    model: str | None = None,
 ) -> None:
     if max_tokens < 1 or temperature < 0 or top_k < 0:
         raise UserError("--max-tokens must be ≥ 1, --temperature ≥ 0 and --top-k ≥ 0")
     questions = read_questions(questions_file) if questions_file else [question or ""]
-    loaded = load_memory(memory, device)
+    loaded = load_memory(memory, device, model)
     answers = ask(loaded, questions, AskOptions(max_tokens, temperature, top_k, seed))
-    notes: set[str] = set()
+    notes: list[str] = []
+    if evidence:
+        places, notes = find_evidence(loaded.snapshot.sources, [a.answer for a in answers])
+        for answer, found in zip(answers, places):
+            answer.evidence = found
     for answer in answers:
-        if evidence:
-            answer.evidence, missing = find_evidence(loaded.snapshot.sources, answer.answer)
-            notes.update(missing)
         if as_json:
             print(json.dumps(answer.to_json(), ensure_ascii=False))
         else:
@@ -45,5 +47,5 @@ def run_ask(
                 stderr.print(f"  {escape(place.path)}:{place.offset}: {escape(place.snippet)}", highlight=False)
             if evidence and not answer.evidence:
                 stderr.print("  (no occurrence in the sources that could be checked)")
-    for note in sorted(notes):
+    for note in notes:
         stderr.print(f"note: {escape(note)}", highlight=False)

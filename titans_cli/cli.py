@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from titans_cli import __version__
 from titans_cli.errors import Interrupted, UserError
@@ -107,6 +108,7 @@ def ask(
     evidence: bool = typer.Option(
         False, "--evidence", help="Show where each answer occurs in the ingested sources (if unchanged)."
     ),
+    model: str | None = typer.Option(None, "--model", help="The memory's model, if it has moved (same content)."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, or auto."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per question on stdout."),
 ) -> None:
@@ -115,7 +117,7 @@ def ask(
 
     if (question is None) == (questions is None):
         raise UserError("give one question, or --questions FILE")
-    run_ask(memory, question, questions, max_tokens, temperature, top_k, seed, evidence, device, as_json)
+    run_ask(memory, question, questions, max_tokens, temperature, top_k, seed, evidence, device, as_json, model)
 
 
 @app.command()
@@ -149,6 +151,10 @@ def score(
     if variants is not None:
         if reference is None or inputs:
             raise UserError("--variants needs --reference GENOME.fa and no other inputs")
+        unused = [name for name, given in (("--track", track), ("--per-base", per_base), ("--carry", carry),
+                                           ("--kind", kind != "auto")) if given]  # fmt: skip
+        if unused:
+            raise UserError(f"{', '.join(unused)} do not apply to --variants")
         run_variants(variants, reference, out, model, memory, flank, rc_average, skip_mismatch, batch, device,
                      as_json)  # fmt: skip
         return
@@ -221,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         if debug:
             raise
-        stderr.print(f"[bold red]error:[/] {err}", highlight=False)
+        stderr.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)  # one line
         return 2
     except KeyboardInterrupt:
         stderr.print("interrupted")
@@ -238,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         if debug:
             raise
-        stderr.print(f"[bold red]error:[/] {type(err).__name__}: {err} (run with --debug for the traceback)")
+        message = f"{type(err).__name__}: {escape(str(err))} (run with --debug for the traceback)"
+        stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
         return 1
     return 0
 

@@ -39,11 +39,14 @@ def memory_model(snapshot: MemorySnapshot, memory: Path, spec: str | None = None
 
 
 @torch.no_grad()
-def load_memory(path: str | Path, device: str = "auto") -> LoadedMemory:
-    """Load MEM's current commit and its model, and read the pending tail so the state is up to date."""
+def load_memory(path: str | Path, device: str = "auto", model: str | None = None) -> LoadedMemory:
+    """Load MEM's current commit and its model, and read the pending tail so the state is up to date.
+
+    `model` names the model when the one MEM recorded has moved; it must be the same model (content hash).
+    """
     path = Path(path)
     snapshot = MemoryStore(path).load()
-    ref = memory_model(snapshot, path)
+    ref = memory_model(snapshot, path, model)
     model = ref.load(pick_device(device)).eval()
     device_ = next(model.parameters()).device
     state = TitansState.from_tensors(snapshot.state).to(device_)

@@ -15,7 +15,7 @@ from rich.console import Console
 from titans_cli.errors import UserError
 from titans_cli.model_registry import pick_device, resolve_model
 from titans_cli.readers import open_input
-from titans_cli.saved_memory import load_memory, memory_model
+from titans_cli.saved_memory import load_memory
 from titans_cli.score_output import BedGraphWriter, PerBaseWriter, TableWriter, table_format
 from titans_cli.scoring import LN2, LineRows, RecordRows, ScoredPiece, ScoreOptions, Scorer, Totals, WindowTrack
 
@@ -60,9 +60,7 @@ def score(request: ScoreRequest) -> ScoreSummary:
     kind = reader.kind
     options = ScoreOptions(request.piece_tokens, request.batch_records, request.carry, request.rc_average)
     if request.memory is not None:
-        loaded = load_memory(request.memory, request.device)
-        if request.model:
-            memory_model(loaded.snapshot, request.memory, request.model)
+        loaded = load_memory(request.memory, request.device, request.model)
         model, start = loaded.model, loaded.state
     else:
         model = resolve_model(request.model or DEFAULT_MODELS[kind]).load(pick_device(request.device)).eval()
@@ -89,10 +87,14 @@ def score(request: ScoreRequest) -> ScoreSummary:
 
 def _check(request: ScoreRequest) -> None:
     table_format(request.out)
+    if request.per_base is not None and table_format(str(request.per_base)) != "parquet":
+        raise UserError(f"{request.per_base}: --per-base writes Parquet; name the file .parquet")
     if request.window < 1 or request.batch_records < 1 or request.piece_tokens < 1:
         raise UserError("--window, --batch and --piece must be ≥ 1")
     if request.carry and request.memory is not None:
         raise UserError("--carry and --memory do not go together: --memory starts every record from MEM")
+    if request.carry and request.rc_average:
+        raise UserError("--carry and --rc-average do not go together: the reverse strand is read from a fresh memory")
 
 
 def _write(request: ScoreRequest, kind: str, scored: Iterator[tuple[ScoredPiece, ScoredPiece | None]]) -> ScoreSummary:
@@ -106,8 +108,9 @@ def _write(request: ScoreRequest, kind: str, scored: Iterator[tuple[ScoredPiece,
     table = TableWriter(request.out, columns)
     track = BedGraphWriter(str(request.track), "titans", f"bits per {unit}") if request.track else None
     windows = WindowTrack(request.window)
-    per_base = PerBaseWriter(str(request.per_base)) if request.per_base else None
+    per_base = PerBaseWriter(str(request.per_base), kind == "dna") if request.per_base else None
     overall, overall_without = Totals("all", ""), Totals("all", "")
+    complete = False
     try:
         for piece, baseline in scored:
             overall.add(piece.data, piece.loglik)
@@ -126,11 +129,11 @@ def _write(request: ScoreRequest, kind: str, scored: Iterator[tuple[ScoredPiece,
                     row[f"bits_per_{unit}_without_memory"] = references[i].bits
                     row["memory_gain_bits"] = references[i].bits - totals.bits
                 table.write(row)
+        complete = True
     finally:
-        table.close()
-        for writer in (track, per_base):
+        for writer in (table, track, per_base):
             if writer is not None:
-                writer.close()
+                writer.close(complete)
     return ScoreSummary(table.count, overall.length, overall.scored, overall.loglik, overall.bits,
                         overall_without.loglik if request.memory else None, 0.0, request.out, unit)  # fmt: skip
 
@@ -181,13 +184,15 @@ def run_variants(vcf: Path, reference: str, out: str, model: str | None, memory:
     counts = VariantCounts()
     started = time.monotonic()
     table = TableWriter(out, variant_columns(rc_average))
+    complete = False
     try:
         for row in score_variants(loaded, vcf, reference, VariantOptions(flank, rc_average, skip_mismatch, batch),
                                   counts):  # fmt: skip
             table.write(row)
+        complete = True
     finally:
-        table.close()
-    for note in counts.notes[:10]:
+        table.close(complete)
+    for note in counts.notes:
         stderr.print(f"skipped: {note}", highlight=False)
     summary = {"variants_scored": counts.scored, "skipped_alleles": counts.skipped_allele,
                "skipped_mismatches": counts.skipped_mismatch, "seconds": round(time.monotonic() - started, 3),

@@ -40,7 +40,6 @@ class ScoreOptions:
 class ScoredPiece:
     source: str
     record: str  # the sequence id (DNA) or the source path (text)
-    record_index: int  # running count over the whole input
     offset: int  # position of data[0] in its record
     data: bytes
     loglik: np.ndarray  # float64 natural-log P per token, NaN where unscored
@@ -79,7 +78,7 @@ class Scorer:
         self.tokenizer = tokenizer_for(model.config.tokenizer)
         self.device = next(model.parameters()).device
         self.start = start_state if start_state is not None else model.init_state(1)
-        self.unscored = int(self.tokenizer.encode(b"N")[0]) if model.config.tokenizer == "dna" else -1
+        self.dna = model.config.tokenizer == "dna"
         self.carried: _Stream | None = None
 
     def _fresh(self, batch: int) -> _Stream:
@@ -91,15 +90,11 @@ class Scorer:
     def score(self, pieces: Iterable[Piece]) -> Iterator[ScoredPiece]:
         """Scored pieces in input order. Whole short records are batched unless memory is carried."""
         batch: list[Piece] = []
-        index = -1
         stream: _Stream | None = None
-        long_record: list[Piece] = []  # only with rc_average: a long record is held to read it backwards
+        held: list[Piece] = []  # with rc_average, a long record's pieces until its end
         for piece in pieces:
-            if piece.record_start:
-                index += 1
-            whole = piece.record_start and piece.record_end
-            if whole and not self.options.carry:
-                batch.append(piece._replace(record_index=index))
+            if piece.record_start and piece.record_end and not self.options.carry:
+                batch.append(piece)
                 if len(batch) == self.options.batch_records:
                     yield from self._score_batch(batch)
                     batch = []
@@ -107,20 +102,15 @@ class Scorer:
             yield from self._score_batch(batch)
             batch = []
             if self.options.rc_average:
-                long_record.append(piece._replace(record_index=index))
+                held.append(piece)
                 if piece.record_end:
-                    yield from self._score_held(long_record)
-                    long_record = []
+                    yield from self._score_both_strands(held)
+                    held = []
                 continue
             if piece.record_start:
                 stream = self._record_stream()
-            if not piece.data:
-                yield self._mask(piece._replace(record_index=index), np.zeros(0))
-                continue
-            values = stream.feed(self._ids(piece.data)[None])[0].numpy()
-            if piece.record_start:
-                values[0] = np.nan
-            yield self._mask(piece._replace(record_index=index), values)
+            values = stream.feed(self._ids(piece.data)[None])[0].numpy() if piece.data else np.zeros(0)
+            yield self._scored(piece, values)
         yield from self._score_batch(batch)
 
     def _record_stream(self) -> _Stream:
@@ -158,26 +148,38 @@ class Scorer:
         if not batch:
             return
         for piece, values in zip(batch, self.score_sequences([p.data for p in batch])):
-            yield self._mask(piece, values)
+            yield self._scored(piece, values)
 
-    def _score_held(self, pieces: list[Piece]) -> Iterator[ScoredPiece]:
+    def _score_both_strands(self, pieces: list[Piece]) -> Iterator[ScoredPiece]:
+        """A long record, reverse-complement strand first (its scores kept per base, float32), then forward.
+
+        Holds the record (1 byte per base) and the reverse strand's scores (4 bytes per base); the model
+        reads both strands in pieces, so its own memory stays constant.
+        """
         sequence = b"".join(p.data for p in pieces)
-        (values,) = self.score_sequences([sequence])
+        n, step = len(sequence), self.options.piece_tokens
+        backward = np.full(n, np.nan, dtype=np.float32)
+        stream = self._fresh(1)
+        for end in range(n, 0, -step):  # the reverse strand, in order: forward positions end−1 down to start
+            start = max(0, end - step)
+            values = stream.feed(self._ids(reverse_complement(sequence[start:end]))[None])[0].numpy()
+            backward[start:end] = values[::-1]
+        stream = self._fresh(1)
         for piece in pieces:
-            start = piece.offset - pieces[0].offset
-            yield self._mask(piece, values[start : start + len(piece.data)])
+            lo = piece.offset - pieces[0].offset
+            forward = stream.feed(self._ids(piece.data)[None])[0].numpy() if piece.data else np.zeros(0)
+            yield self._scored(piece, _mean_of_scored(forward, backward[lo : lo + len(piece.data)].astype(np.float64)))
 
     def _without_n(self, data: bytes, values: np.ndarray) -> np.ndarray:
         """N positions (DNA) are read but never scored."""
-        if self.unscored >= 0:
+        if self.dna:
             values[np.frombuffer(data, dtype=np.uint8) == ord("N")] = np.nan
         return values
 
-    def _mask(self, piece: Piece, values: np.ndarray) -> ScoredPiece:
-        """The scored piece, with N positions unscored."""
+    def _scored(self, piece: Piece, values: np.ndarray) -> ScoredPiece:
         values = self._without_n(piece.data, values.copy())
         record = piece.record if piece.record is not None else piece.source
-        return ScoredPiece(piece.source, record, piece.record_index, piece.offset, piece.data, values, piece.record_end)
+        return ScoredPiece(piece.source, record, piece.offset, piece.data, values, piece.record_end)
 
 
 def _mean_of_scored(a: np.ndarray, b: np.ndarray) -> np.ndarray:

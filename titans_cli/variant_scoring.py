@@ -5,14 +5,16 @@ around the allele. Both windows share the left flank, so (the model being causal
 from the allele and the right flank read after it. Negative deltas mean the model finds the ALT sequence
 less likely. With `rc_average` both strands are scored and the delta is their mean.
 
-The reference is streamed one record at a time, and only records that carry variants are held (one
-chromosome in memory at a time). Multi-allelic records give one row per ALT allele; symbolic alleles
-(<DEL>, *, breakends), missing ALTs (.) and alleles longer than 50 bp are skipped and counted.
+The VCF and the reference are streamed: one chromosome of the reference is held at a time, with the
+VCF lines of that chromosome. Multi-allelic records give one row per ALT allele; symbolic alleles
+(<DEL>, *, breakends), missing ALTs (.) and longer alleles are skipped and counted. At POS 1 there is no
+left flank, so the allele's first base is the window's first and unscored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from titans_cli.scoring import ScoreOptions, Scorer, reverse_complement
 from titans_cli.vcf import VcfRecord, is_scorable, read_vcf
 
 MAX_ALLELE = 50
+MAX_NOTES = 10
 
 
 @dataclass
@@ -32,7 +35,7 @@ class VariantOptions:
     flank: int = 4096
     rc_average: bool = False
     skip_mismatch: bool = False
-    batch: int = 8  # variants whose windows are scored together
+    batch: int = 32  # variants whose windows are scored together
 
 
 @dataclass
@@ -40,7 +43,12 @@ class VariantCounts:
     scored: int = 0
     skipped_allele: int = 0  # symbolic, missing or longer than MAX_ALLELE
     skipped_mismatch: int = 0  # REF differs from the reference, or CHROM is not in it (--skip-mismatch)
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # the first MAX_NOTES mismatches, for the user
+
+    def skip_mismatch(self, alleles: int, message: str) -> None:
+        self.skipped_mismatch += alleles
+        if len(self.notes) < MAX_NOTES:
+            self.notes.append(message)
 
 
 def variant_columns(rc_average: bool) -> list[str]:
@@ -51,30 +59,68 @@ def variant_columns(rc_average: bool) -> list[str]:
 def score_variants(
     model: TitansModel, vcf: Path, reference: str, options: VariantOptions, counts: VariantCounts
 ) -> Iterator[dict]:
-    """One row per scorable (variant, ALT) in reference order: CHROM, POS, ID, REF, ALT, logliks and delta."""
-    by_chrom: dict[str, list[VcfRecord]] = {}
-    for record in read_vcf(vcf):
-        by_chrom.setdefault(record.chrom, []).append(record)
+    """One row per scorable (variant, ALT), in VCF order: CHROM, POS, ID, REF, ALT, logliks and delta.
+
+    The VCF is streamed a run of same-CHROM lines at a time (VCFs are grouped by chromosome), and the
+    reference sequence of that chromosome is found by scanning the FASTA on from the last one, so a VCF
+    in the reference's order reads the reference once.
+    """
     scorer = Scorer(model, None, ScoreOptions())
-    with open_input([reference], kind="dna", piece_size=1 << 20) as reader:
-        sequence = bytearray()
-        for piece in reader:
-            if piece.record in by_chrom:
-                sequence += piece.data
+    genome = ReferenceGenome(reference)
+    try:
+        for chrom, group in itertools.groupby(read_vcf(vcf), key=lambda r: r.chrom):
+            sequence = genome.sequence(chrom)
+            if sequence is None:
+                first = next(group)
+                message = f"{vcf}:{first.line}: chromosome {chrom!r} is not in {reference}"
+                if not options.skip_mismatch:
+                    raise UserError(f"{message}; pass --skip-mismatch to skip its variants")
+                counts.skip_mismatch(len(first.alts) + sum(len(r.alts) for r in group), message)
+                continue
+            yield from _score_chromosome(scorer, vcf, sequence, group, options, counts)
+    finally:
+        genome.close()
+
+
+class ReferenceGenome:
+    """One reference record at a time, by name, scanning the FASTA forward (and once more from the top)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.reader = open_input([path], kind="dna", piece_size=1 << 20)
+        self.pieces = iter(self.reader)
+        self.name: str | None = None
+        self.current = b""
+
+    def sequence(self, name: str) -> bytes | None:
+        if name == self.name:
+            return self.current
+        for restarted in (False, True):
+            if restarted:
+                self.close()
+                self.reader = open_input([self.path], kind="dna", piece_size=1 << 20)
+                self.pieces = iter(self.reader)
+            while (record := self._next_record()) is not None:
+                if record == name:
+                    return self.current
+        return None
+
+    def _next_record(self) -> str | None:
+        """Read the next record whole into `current`; its name, or None at the end of the file."""
+        parts: list[bytes] = []
+        for piece in self.pieces:
+            parts.append(piece.data)
             if piece.record_end:
-                if piece.record in by_chrom:
-                    yield from _score_chromosome(scorer, vcf, bytes(sequence), by_chrom.pop(piece.record), options,
-                                                 counts)  # fmt: skip
-                sequence = bytearray()
-    for chrom, records in by_chrom.items():
-        message = f"{vcf}:{records[0].line}: chromosome {chrom!r} is not in {reference}"
-        if not options.skip_mismatch:
-            raise UserError(f"{message}; pass --skip-mismatch to skip its variants")
-        counts.skipped_mismatch += sum(len(r.alts) for r in records)
-        counts.notes.append(message)
+                self.name, self.current = piece.record, b"".join(parts)
+                return self.name
+        self.name, self.current = None, b""
+        return None
+
+    def close(self) -> None:
+        self.reader.close()
 
 
-def _score_chromosome(scorer: Scorer, vcf: Path, sequence: bytes, records: list[VcfRecord],
+def _score_chromosome(scorer: Scorer, vcf: Path, sequence: bytes, records: Iterable[VcfRecord],
                       options: VariantOptions, counts: VariantCounts) -> Iterator[dict]:  # fmt: skip
     pending: list[tuple[VcfRecord, str, bytes, bytes]] = []
     for record in records:
@@ -85,13 +131,12 @@ def _score_chromosome(scorer: Scorer, vcf: Path, sequence: bytes, records: list[
                        f"the reference ({actual or 'past its end'})")  # fmt: skip
             if not options.skip_mismatch:
                 raise UserError(f"{message}; check the reference build, or pass --skip-mismatch")
-            counts.skipped_mismatch += len(record.alts)
-            counts.notes.append(message)
+            counts.skip_mismatch(len(record.alts), message)
             continue
         left = sequence[max(0, start - options.flank) : start]
         right = sequence[start + len(record.ref) : start + len(record.ref) + options.flank]
         for alt in record.alts:
-            if len(record.ref) > MAX_ALLELE or not is_scorable(alt, MAX_ALLELE):
+            if not is_scorable(record.ref, alt, MAX_ALLELE):
                 counts.skipped_allele += 1
                 continue
             pending.append((record, alt, left + record.ref.encode() + right, left + alt.encode() + right))

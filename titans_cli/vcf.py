@@ -36,7 +36,8 @@ def read_vcf(path: str | Path) -> Iterator[VcfRecord]:
         raise UserError(f"{path}: cannot open the VCF ({err.strerror})") from err
     try:
         compression = detect_compression(raw.peek(MAGIC_BYTES_NEEDED)[:MAGIC_BYTES_NEEDED])
-        text = io.TextIOWrapper(io.BufferedReader(_Raw(decompressing_reader(raw, compression))), encoding="utf-8")
+        decompressed = io.BufferedReader(_Raw(decompressing_reader(raw, compression)))
+        text = io.TextIOWrapper(decompressed, encoding="utf-8", errors="replace")  # INFO may be Latin-1
         number = 0
         try:
             for number, line in enumerate(text, 1):
@@ -68,7 +69,7 @@ class _Raw(io.RawIOBase):
 
 def _parse(path: Path, number: int, line: str) -> VcfRecord:
     where = f"{path}:{number}"
-    fields = line.split("\t")
+    fields = line.split("\t", 5)  # only the first five columns are used
     if len(fields) < 5:
         raise UserError(f"{where}: a VCF data line needs at least 5 tab-separated columns, found {len(fields)}")
     chrom, pos, vid, ref, alt = fields[:5]
@@ -88,6 +89,11 @@ def _parse(path: Path, number: int, line: str) -> VcfRecord:
     return VcfRecord(number, chrom, position, vid, ref, tuple(a.upper() for a in alt.split(",")))
 
 
-def is_scorable(alt: str, max_length: int) -> bool:
-    """A plain-sequence ALT (SNV, MNV or indel) no longer than `max_length`; not <DEL>, *, ., or breakends."""
-    return bool(alt) and not set(alt) - _BASES and len(alt) <= max_length
+def is_scorable(ref: str, alt: str, max_length: int) -> bool:
+    """A plain-sequence ALT (not <DEL>, *, . or a breakend) of an SNV, MNV or indel of at most `max_length`
+    bases: an indel's REF and ALT share an anchor base, so either may be one base longer than that."""
+    if not alt or set(alt) - _BASES:
+        return False
+    if len(ref) == len(alt):
+        return len(ref) <= max_length
+    return abs(len(ref) - len(alt)) <= max_length and max(len(ref), len(alt)) <= max_length + 1

@@ -25,8 +25,13 @@ class Generation:
 
 
 def prompt_ids(config: TitansConfig, tokenizer: Tokenizer, question: str) -> Tensor:
-    """The model's prompt template around `question`, as token ids (specials such as <SEP> included)."""
-    return tokenizer.encode_text(config.prompt_template.replace("{question}", question))
+    """The model's prompt template around `question`, as token ids.
+
+    Markers such as <SEP> are special tokens in the template only: in the question they are plain text.
+    """
+    before, after = config.prompt_template.split("{question}", 1)
+    parts = [tokenizer.encode_text(before), tokenizer.encode(question.encode()), tokenizer.encode_text(after)]
+    return torch.cat(parts)
 
 
 def stop_ids(tokenizer: Tokenizer) -> set[int]:
