@@ -204,12 +204,72 @@ def test_variant_delta_is_alt_window_minus_ref_window(genome):
     assert rows[0]["delta"] == pytest.approx(alt_ll - ref_ll, abs=1e-4)
 
 
-def test_variant_rc_average(genome):
+def test_variant_deletion_and_both_strands(genome):
     model = dna_model()
-    vcf = write_vcf(genome / "v.vcf", [f"chr1\t10\t.\t{chr(CHR1[9])}\tN\t.\t.\t."])
-    options = VariantOptions(flank=8, rc_average=True)
+    deletion = CHR1[199:204].decode()  # a 4-bp deletion after the anchor base
+    vcf = write_vcf(genome / "v.vcf", [f"chr1\t200\t.\t{deletion}\t{deletion[0]}\t.\t.\t."])
+    options = VariantOptions(flank=30, rc_average=True)
     (row,) = score_variants(model, vcf, str(genome / "g.fa"), options, VariantCounts())
-    assert row["delta"] == pytest.approx((row["delta_forward"] + row["delta_reverse"]) / 2)
+    left, right = CHR1[169:199], CHR1[204:234]
+    ref, alt = left + deletion.encode() + right, left + deletion[0].encode() + right
+    forward = np.nansum(direct_logliks(model, alt)) - np.nansum(direct_logliks(model, ref))
+    reverse = (np.nansum(direct_logliks(model, reverse_complement(alt)))
+               - np.nansum(direct_logliks(model, reverse_complement(ref))))  # fmt: skip
+    assert row["delta_forward"] == pytest.approx(forward, abs=1e-4)
+    assert row["delta_reverse"] == pytest.approx(reverse, abs=1e-4)
+    assert row["delta"] == pytest.approx((forward + reverse) / 2, abs=1e-4)
+
+
+def test_window_is_clipped_at_the_chromosome_edge(genome):
+    model = dna_model()
+    vcf = write_vcf(genome / "v.vcf", [f"chr1\t3\t.\t{chr(CHR1[2])}\tN\t.\t.\t."])
+    (row,) = score_variants(model, vcf, str(genome / "g.fa"), VariantOptions(flank=10), VariantCounts())
+    window = CHR1[:13]
+    assert row["ref_loglik"] == pytest.approx(np.nansum(direct_logliks(model, window)), abs=1e-4)
+
+
+def test_vcf_variants_of_every_kind(genome):
+    """bgzip, CRLF line ends, lower case, '.' and symbolic ALTs, two scorable ALTs, a 50-bp deletion."""
+    from Bio import bgzf
+
+    model = dna_model()
+    long_del = CHR1[99:150].decode()  # anchor + 50 bases: the longest deletion scored
+    too_long = CHR1[99:151].decode()
+    base = chr(CHR1[49])
+    lines = [f"chr1\t50\tmulti\t{base.lower()}\t{','.join('acgt'.replace(base.lower(), '')[:2])}\t.\t.\t.",
+             f"chr1\t60\tnone\t{chr(CHR1[59])}\t.\t.\t.\t.",
+             f"chr1\t100\tdel50\t{long_del}\t{long_del[0]}\t.\t.\t.",
+             f"chr1\t100\tdel51\t{too_long}\t{too_long[0]}\t.\t.\t."]  # fmt: skip
+    body = "##fileformat=VCFv4.2\r\n#CHROM\tPOS\tID\tREF\tALT\r\n" + "".join(l + "\r\n" for l in lines)
+    path = genome / "v.vcf.gz"
+    with bgzf.BgzfWriter(str(path), "wb") as out:
+        out.write(body.encode())
+    counts = VariantCounts()
+    rows = list(score_variants(model, path, str(genome / "g.fa"), VariantOptions(flank=20), counts))
+    assert [(r["ID"], r["ALT"]) for r in rows] == [("multi", a) for a in "ACGT".replace(base, "")[:2]] + [
+        ("del50", long_del[0])
+    ]
+    assert rows[0]["REF"] == base and counts.skipped_allele == 2 and counts.scored == 3
+
+
+def test_a_long_user_error_is_one_line(genome, capsys):
+    vcf = write_vcf(genome / ("a_rather_long_file_name_" * 4 + ".vcf"), ["chr1\t10\t.\tQ\tG\t.\t.\t."])
+    args = ["score", "--variants", str(vcf), "--reference", str(genome / "g.fa"), "--model", str(genome / "dna"),
+            "-o", str(genome / "v.tsv")]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "must be bases" in err
+    assert not (genome / "v.tsv").exists() and not (genome / "v.tsv.partial").exists()
+
+
+def test_per_base_text_keeps_raw_bytes(tmp_path):
+    model = tiny_model("mac")
+    model.save_pretrained(tmp_path / "m")
+    (tmp_path / "t.txt").write_bytes("café\x00\n".encode())
+    score(ScoreRequest([str(tmp_path / "t.txt")], str(tmp_path / "s.tsv"), model=str(tmp_path / "m"), kind="text",
+                       per_base=tmp_path / "pb.parquet"))  # fmt: skip
+    bases = pq.read_table(tmp_path / "pb.parquet").column("base").to_pylist()
+    assert b"".join(bases) == "café\x00\n".encode()
 
 
 def test_ref_mismatch_is_an_error_unless_skipped(genome, capsys):
