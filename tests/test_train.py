@@ -273,3 +273,28 @@ def test_train_command(tmp_path, capsys):
     assert main(["train", "--out", str(out), "--resume", "--steps", "3", "-q"]) == 2  # --steps needs a config
     assert main(["train", "--preset", "nope", "--out", str(out)]) == 2
     assert main(["train", "--preset", "text-tiny"]) == 2  # no --out
+
+
+def test_planted_repeat_copies_a_stretch_beyond_the_gap():
+    import random
+
+    import numpy as np
+
+    from titans_cli.tasks import reverse_complement
+    from titans_cli.training.data import plant_repeat
+
+    rng = np.random.default_rng(1)
+    window = rng.choice(list(b"ACGT"), 1025).astype(np.uint8).tobytes()
+    for seed in range(20):
+        out = plant_repeat(window, random.Random(seed), gap=256)
+        assert len(out) == len(window)
+        changed = [i for i, (a, b) in enumerate(zip(window, out)) if a != b]
+        start, end = changed[0], changed[-1] + 1  # the planted copy covers (at least) these positions
+        size = end - start
+        copy = out[start:end]
+        # the copy matches some earlier stretch (or its reverse complement) that ends ≥ 256 bases before it
+        hits = [s for s in range(0, start - 256 - size + 1)
+                for src in (window[s : s + size], reverse_complement(window[s : s + size]))
+                if sum(a != b for a, b in zip(src, copy)) <= max(2, size // 20)]  # fmt: skip
+        assert hits, seed
+    assert plant_repeat(window[:200], random.Random(0), gap=256) == window[:200]  # too short: unchanged

@@ -29,6 +29,9 @@ class DataConfig:
     lm_weight:      loss weight of a plain language-modelling sequence (mean over its tokens)
     genome_length:  dna: bases per synthetic training genome; windows are cut from them
     n_genomes:      dna: how many training genomes (seeds disjoint from evaluation's)
+    planted_repeats: dna: share of training windows that get a copy of one of their own stretches planted
+                    later, beyond the attention span (see data.py): the long-range repeats a genome has,
+                    at the distances a training window can hold
     eval_length:    tokens per held-out sequence in periodic evaluation (default: the last curriculum length)
     """
 
@@ -40,6 +43,7 @@ class DataConfig:
     lm_weight: float = 1.0
     genome_length: int = 1_000_000
     n_genomes: int = 16
+    planted_repeats: float = 0.0
     eval_length: int | None = None
 
     def __post_init__(self) -> None:
@@ -62,6 +66,8 @@ class DataConfig:
             problems.append("data.eval_length must be ≥ 2")
         if self.kind == "dna" and self.genome_length <= max(n for _, n in self.curriculum or [(0, 0)]):
             problems.append("data.genome_length must exceed the longest sequence")
+        if not 0 <= self.planted_repeats <= 1:
+            problems.append("data.planted_repeats must be in [0, 1]")
         if min(self.answer_weight, self.context_weight, self.lm_weight) < 0 or self.n_genomes < 1:
             problems.append("loss weights must be ≥ 0 and data.n_genomes ≥ 1")
         if problems:

@@ -11,7 +11,10 @@ Text sequences are, per row, one component of the mixture:
   `answer_weight` × mean over answer targets + `context_weight` × mean over document and prompt targets;
 * plain language modelling on haystack text, `lm_weight` × mean over its targets.
 
-DNA rows are windows of synthetic training genomes, on a random strand, next-base prediction.
+DNA rows are windows of synthetic training genomes, on a random strand, next-base prediction. A share
+`planted_repeats` of them get a stretch of themselves copied further on (lightly mutated, sometimes
+reverse-complemented), more than an attention span after its source, so predicting the copy needs the
+long-term memory; a genome's own segmental duplications lie farther apart than any training window.
 Rows are weighted so each contributes 1/batch of the loss; padding (rarely, after a QA example) weighs 0.
 """
 
@@ -21,6 +24,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -29,6 +33,7 @@ from titans_cli.evaluation.seeds import eval_seed, train_seed
 from titans_cli.evaluation.suites import FAMILIES, draw_example
 from titans_cli.models import tokenizer_for
 from titans_cli.tasks import Haystack, make_genome, reverse_complement
+from titans_cli.tasks.genome import mutate
 from titans_cli.tasks.niah import NEEDLE_KINDS
 from titans_cli.training.config import TrainConfig
 
@@ -130,5 +135,27 @@ class BatchMaker:
         window = genome[start : start + length + 1]
         if rng.random() < 0.5:  # both strands are DNA the model must read
             window = reverse_complement(window)
+        if rng.random() < data.planted_repeats:
+            window = plant_repeat(window, rng, gap=2 * self.config.model.segment_len)
         weights = torch.full((length,), 1.0 / length)
         return _Row(self.tokenizer.encode(window), weights, torch.zeros(length, dtype=torch.bool), "dna")
+
+
+def plant_repeat(window: bytes, rng: random.Random, gap: int) -> bytes:
+    """Copy a stretch of `window` over a later part of it, at least `gap` bases after the stretch ends.
+
+    The copy carries 1 % substitutions and is reverse-complemented one time in three (an inverted repeat);
+    the window keeps its length. Windows too short for a 32-base stretch and the gap are returned as is.
+    """
+    n = len(window)
+    longest = min(n // 4, (n - gap) // 2)
+    if longest < 32:
+        return window
+    size = rng.randint(32, longest)
+    source = rng.randrange(0, n - 2 * size - gap + 1)
+    target = rng.randrange(source + size + gap, n - size + 1)
+    copy = window[source : source + size]
+    if rng.random() < 1 / 3:
+        copy = reverse_complement(copy)
+    copy, _ = mutate(copy, 0.01, 0.0, np.random.default_rng(rng.getrandbits(64)))
+    return window[:target] + copy + window[target + size :]

@@ -46,7 +46,8 @@ def text_tiny() -> TrainConfig:
 def dna_tiny() -> TrainConfig:
     return TrainConfig(
         model=_tiny_model("dna-tiny", "dna", 9),
-        data=DataConfig(kind="dna", mixture={}, curriculum=[(0, 1024), (1500, 2048), (3000, 4096)]),
+        data=DataConfig(kind="dna", mixture={}, curriculum=[(0, 1024), (1500, 2048), (3000, 4096)],
+                        planted_repeats=0.5),
         optim=OptimConfig(lr=2e-3, warmup_steps=100),
         steps=4000, batch_size=8, tbptt_len=1024, eval_every=200, eval_batches=2, checkpoint_every=50,
     )  # fmt: skip
@@ -65,7 +66,7 @@ def dna_small() -> TrainConfig:
     return TrainConfig(
         model=_small_model("dna-small", "dna", 9),
         data=DataConfig(kind="dna", mixture={}, curriculum=[(0, 2048), (5000, 8192), (20000, 32768)],
-                        genome_length=4_000_000, n_genomes=64),
+                        genome_length=4_000_000, n_genomes=64, planted_repeats=0.5),
         optim=OptimConfig(lr=1e-3, warmup_steps=1000),
         steps=50_000, batch_size=32, tbptt_len=4096, eval_every=1000, eval_batches=4, checkpoint_every=500,
     )  # fmt: skip
