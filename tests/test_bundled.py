@@ -1,0 +1,55 @@
+"""The bundled models: resolvable by name from anywhere, described by their cards, and doing their jobs."""
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from titans_cli.model_registry import bundled_models, resolve_model
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMES = ["text-tiny", "dna-tiny"]
+
+
+def test_both_models_ship_with_the_package():
+    assert set(NAMES) <= set(bundled_models())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_loads_by_name_from_anywhere_and_matches_its_card(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ref = resolve_model(name)
+    model = ref.load()
+    cfg = model.config
+    assert cfg.name == name
+    card = (ref.path / "MODEL_CARD.md").read_text()
+    shape = (f"d_model {cfg.d_model}, {cfg.n_layers} layers, {cfg.n_heads} heads, memory depth {cfg.memory_depth}, "
+             f"chunk {cfg.chunk_size}, segment {cfg.segment_len}")  # fmt: skip
+    assert shape in card
+    assert f"{sum(p.numel() for p in model.parameters()):,} parameters" in card
+    assert "titans train" in card and "titans eval" in card
+    assert (ref.path / "model.safetensors").stat().st_size <= 25 * 2**20
+
+
+def readme_main_job() -> list[list[str]]:
+    """The commands of the README's main-job block."""
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"The main job.*?```bash\n(.*?)```", text, re.S).group(1)
+    return [shlex.split(line.split("#")[0]) for line in block.splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_readme_main_job_runs_end_to_end(tmp_path):
+    shutil.copytree(ROOT / "samples", tmp_path / "samples")
+    titans = [sys.executable, "-m", "titans_cli.cli"]
+    for command in readme_main_job():
+        assert command[0] == "titans"
+        run = subprocess.run(titans + command[1:], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+        assert run.returncode == 0, (command, run.stderr[-2000:])
+    assert (tmp_path / "scores.tsv").read_text().startswith("id\tsource\tlength")
+    assert (tmp_path / "genome.bedgraph").read_text().startswith("track type=bedGraph")
+    assert len((tmp_path / "variants.tsv").read_text().splitlines()) == 1 + 5  # 5 sites; a symbolic ALT skipped
