@@ -15,10 +15,14 @@ test: install
 lint:
 	$(PYTHON) -m ruff check .
 
-# Until the bundled models land (#6), the demo ingests this repository's docs with a freshly
-# initialised model and shows what the memory holds.
+# The README's main job on the samples, with the bundled models: ingest notes, ask about them, score a
+# genome (with a track), against a memory of one segment, and a VCF.
 demo: install
-	rm -rf .demo
-	$(PYTHON) -c "from titans_cli.models import TitansConfig, TitansModel; TitansModel(TitansConfig(d_model=64, n_layers=2, n_heads=2, name='demo')).save_pretrained('.demo/model')"
-	titans ingest README.md FORMAT.md --memory .demo/docs.mem --model .demo/model
-	titans info .demo/docs.mem
+	rm -rf .demo && mkdir -p .demo
+	cd .demo && titans ingest ../samples/notes.txt --memory notes.mem
+	cd .demo && titans ask notes.mem --questions ../samples/questions.txt --evidence
+	cd .demo && titans score ../samples/genome.fa -o scores.tsv --track genome.bedgraph --window 1000
+	cd .demo && titans ingest ../samples/first_copy.fa --memory seen.mem
+	cd .demo && titans score ../samples/genome.fa --memory seen.mem -o vs-memory.tsv
+	cd .demo && titans score --variants ../samples/variants.vcf --reference ../samples/genome.fa -o variants.tsv
+	titans info .demo/notes.mem
