@@ -105,7 +105,6 @@ class Scorer:
                 held.append(piece)
                 if piece.record_end:
                     yield from self._score_both_strands(held)
-                    held = []
                 continue
             if piece.record_start:
                 stream = self._record_stream()
@@ -157,6 +156,8 @@ class Scorer:
         reads both strands in pieces, so its own memory stays constant.
         """
         sequence = b"".join(p.data for p in pieces)
+        spans = [(p._replace(data=b""), p.offset - pieces[0].offset, len(p.data)) for p in pieces]
+        pieces.clear()  # the caller's list: its bytes now live only in `sequence`
         n, step = len(sequence), self.options.piece_tokens
         backward = np.full(n, np.nan, dtype=np.float32)
         stream = self._fresh(1)
@@ -165,10 +166,10 @@ class Scorer:
             values = stream.feed(self._ids(reverse_complement(sequence[start:end]))[None])[0].numpy()
             backward[start:end] = values[::-1]
         stream = self._fresh(1)
-        for piece in pieces:
-            lo = piece.offset - pieces[0].offset
-            forward = stream.feed(self._ids(piece.data)[None])[0].numpy() if piece.data else np.zeros(0)
-            yield self._scored(piece, _mean_of_scored(forward, backward[lo : lo + len(piece.data)].astype(np.float64)))
+        for piece, lo, size in spans:
+            piece = piece._replace(data=sequence[lo : lo + size])
+            forward = stream.feed(self._ids(piece.data)[None])[0].numpy() if size else np.zeros(0)
+            yield self._scored(piece, _mean_of_scored(forward, backward[lo : lo + size].astype(np.float64)))
 
     def _without_n(self, data: bytes, values: np.ndarray) -> np.ndarray:
         """N positions (DNA) are read but never scored."""
