@@ -154,3 +154,15 @@ def test_eval_command_json_and_refusals(tmp_path, capsys):
     assert main(["eval", "dna", "--model", str(text), "-q"]) == 2  # a text model cannot score DNA
     assert main(["eval", "sudoku", "--model", str(text)]) == 2
     assert main(["eval", "kv", "--model", str(text), "--lengths", "big"]) == 2
+
+
+def test_markdown_table_has_every_cell_of_the_console_table():
+    from titans_cli.evaluation.console import markdown, text_table
+    from titans_cli.evaluation.text_eval import TextEval, TextScore
+
+    scores = [TextScore("niah_single", 1024, 4, 3, 0.75), TextScore("niah_single", 4096, 4, 1, 0.25),
+              TextScore("niah_multikey", 1024, 4, 0, 0.0), TextScore("niah_multikey", 4096, 4, 4, 1.0)]  # fmt: skip
+    lines = markdown(text_table(TextEval("niah", True, 0, scores, 1.0), "niah · m · memory on")).splitlines()
+    assert lines[0] == "**niah · m · memory on**"
+    assert lines[2:] == ["| task | 1k | 4k |", "| --- | --- | --- |",
+                         "| niah_single | 75% (3/4) | 25% (1/4) |", "| niah_multikey | 0% (0/4) | 100% (4/4) |"]  # fmt: skip

@@ -209,12 +209,14 @@ def evaluate(
     device: str = typer.Option("auto", "--device", help="cpu, cuda, or auto."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    as_markdown: bool = typer.Option(False, "--markdown", help="Print the table as Markdown (for model cards)."),
 ) -> None:
     """Measure a model: QA accuracy per task and length, or DNA bits per base against gzip, xz and Markov."""
     from titans_cli.evaluation.console import EvalRequest, run_eval
 
     request = EvalRequest(task=task, model=model, lengths=lengths, n=n, memory=not no_memory, seed=seed,
-                          piece_tokens=piece, batch_size=batch, device=device, quiet=quiet)  # fmt: skip
+                          piece_tokens=piece, batch_size=batch, device=device, quiet=quiet,
+                          markdown=as_markdown)  # fmt: skip
     run_eval(request, as_json)
 
 

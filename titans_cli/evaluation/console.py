@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from titans_cli.errors import UserError
 from titans_cli.evaluation.dna_eval import DnaEval, evaluate_dna
@@ -36,6 +37,7 @@ class EvalRequest:
     piece_tokens: int = 4096
     batch_size: int = 1
     device: str = "auto"
+    markdown: bool = False  # print the table as Markdown
     quiet: bool = False
 
 
@@ -101,7 +103,27 @@ def run_eval(request: EvalRequest, as_json: bool) -> None:
                           **to_dict(result)}, indent=2))  # fmt: skip
         return
     title = f"{request.task} · {ref.name} · {'memory on' if request.memory else 'memory off (--no-memory)'}"
-    Console().print(text_table(result, title) if isinstance(result, TextEval) else dna_table(result, title))
+    table = text_table(result, title) if isinstance(result, TextEval) else dna_table(result, title)
+    if request.markdown:
+        print(markdown(table))
+    else:
+        Console().print(table)
+
+
+def markdown(table: Table) -> str:
+    """A rich table as a Markdown table (title above, caption below), for model cards and BENCHMARKS.md."""
+
+    def plain(cell) -> str:
+        return Text.from_markup(cell).plain if isinstance(cell, str) else str(cell)
+
+    columns = [[plain(c.header), *(plain(cell) for cell in c.cells)] for c in table.columns]
+    rows = list(zip(*columns))
+    lines = [f"**{plain(table.title)}**", ""] if table.title else []
+    lines += ["| " + " | ".join(rows[0]) + " |", "|" + " --- |" * len(rows[0])]
+    lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    if table.caption:
+        lines += ["", plain(table.caption)]
+    return "\n".join(lines)
 
 
 def to_dict(result: TextEval | DnaEval) -> dict:
