@@ -164,5 +164,9 @@ def test_markdown_table_has_every_cell_of_the_console_table():
               TextScore("niah_multikey", 1024, 4, 0, 0.0), TextScore("niah_multikey", 4096, 4, 4, 1.0)]  # fmt: skip
     lines = markdown(text_table(TextEval("niah", True, 0, scores, 1.0), "niah · m · memory on")).splitlines()
     assert lines[0] == "**niah · m · memory on**"
-    assert lines[2:] == ["| task | 1k | 4k |", "| --- | --- | --- |",
-                         "| niah_single | 75% (3/4) | 25% (1/4) |", "| niah_multikey | 0% (0/4) | 100% (4/4) |"]  # fmt: skip
+    assert lines[2:] == [
+        "| task | 1k | 4k |",
+        "| --- | --- | --- |",
+        "| niah_single | 75% (3/4) | 25% (1/4) |",
+        "| niah_multikey | 0% (0/4) | 100% (4/4) |",
+    ]
