@@ -78,9 +78,26 @@ def memory_recurrence(
     return memory_recurrence_cpu(*args)
 
 
+def memory_read(weights: list[Tensor], queries: Tensor) -> Tensor:
+    """M(q) with fixed weights (MAC's segment read), by the same choice as `memory_recurrence`:
+    the Triton read kernel on CUDA without gradients where it supports the shape, else plain torch."""
+    choice = kernel_choice()
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (queries, *weights))
+    if queries.is_cuda and choice in ("auto", "triton") and not needs_grad:
+        from titans_cli.kernels import memory_triton
+
+        try:
+            return memory_triton.mlp_read_triton(weights, queries).to(queries.dtype)
+        except memory_triton.TritonUnsupported:
+            if choice == "triton":
+                raise
+    return mlp_forward(weights, queries)
+
+
 __all__ = [
     "RecurrenceResult",
     "kernel_choice",
+    "memory_read",
     "memory_recurrence",
     "memory_recurrence_chunked",
     "memory_recurrence_cpu",

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from titans_cli.kernels import memory_recurrence, mlp_forward
+from titans_cli.kernels import memory_read, memory_recurrence
 from titans_cli.kernels.memory_mlp import layer_shapes
 from titans_cli.models.config import TitansConfig
 from titans_cli.models.layers import RMSNorm
@@ -118,7 +118,7 @@ class NeuralMemory(nn.Module):
 
     def read(self, queries: Tensor, weights: list[Tensor], gate_input: Tensor) -> Tensor:
         """M(q) with fixed weights (no update): MAC's read of a segment. queries [B, H, T, d]."""
-        return self.read_out(mlp_forward(weights, queries.to(weights[0].dtype)), gate_input)
+        return self.read_out(memory_read(weights, queries.to(weights[0].dtype)), gate_input)
 
     def read_out(self, y: Tensor, gate_input: Tensor) -> Tensor:
         """Normalise each head's read, gate it by the layer input, and project back (SPEC 3)."""

@@ -250,3 +250,14 @@ def _check_on_gpu(width, depth, chunk, dtype):
         pytest.skip(str(error))
     assert_close(got, memory_recurrence_chunked(*float64(args), chunk_size=chunk), tol)
     assert relative_error(read, mlp_forward([w.double() for w in args[6]], args[0].double())) <= tol
+
+
+@pytest.mark.skipif(not ON_GPU, reason="needs a CUDA GPU; the interpreter runs the tests above")
+def test_gpu_model_read_dispatches_to_the_read_kernel(monkeypatch):
+    from titans_cli.kernels import memory_read
+
+    args = random_inputs(2, 70, 32, seed=3)
+    monkeypatch.setenv("TITANS_KERNEL", "triton")  # a refusal would raise instead of falling back
+    with torch.no_grad():
+        got = memory_read(args[6], args[0])
+    assert relative_error(got, mlp_forward([w.double() for w in args[6]], args[0].double())) <= 1e-4
