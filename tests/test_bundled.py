@@ -53,3 +53,15 @@ def test_readme_main_job_runs_end_to_end(tmp_path):
     assert (tmp_path / "scores.tsv").read_text().startswith("id\tsource\tlength")
     assert (tmp_path / "genome.bedgraph").read_text().startswith("track type=bedGraph")
     assert len((tmp_path / "variants.tsv").read_text().splitlines()) == 1 + 5  # 5 sites; a symbolic ALT skipped
+
+
+def test_ingest_and_score_pick_the_bundled_model_for_the_input(tmp_path):
+    from titans_cli.ingest import IngestRequest, ingest
+    from titans_cli.memory_store import MemoryStore
+
+    (tmp_path / "g.fa").write_text(">r\nACGTACGTTGCA\n")
+    (tmp_path / "n.txt").write_text("a few words\n")
+    ingest(IngestRequest([str(tmp_path / "g.fa")], tmp_path / "dna.mem"))
+    ingest(IngestRequest([str(tmp_path / "n.txt")], tmp_path / "text.mem"))
+    assert MemoryStore(tmp_path / "dna.mem").load().model_name == "dna-tiny"
+    assert MemoryStore(tmp_path / "text.mem").load().model_name == "text-tiny"

@@ -22,12 +22,11 @@ import torch
 
 from titans_cli.errors import UserError
 from titans_cli.memory_store import SURPRISE_SCHEMA, MemorySnapshot, MemoryStore, SourceRecord
-from titans_cli.model_registry import ModelRef, resolve_model
+from titans_cli.model_registry import ModelRef, default_model, resolve_model
 from titans_cli.models import TitansModel, TitansState, tokenizer_for
 from titans_cli.readers import Piece, ReadPosition, file_sha256, open_input
 from titans_cli.saved_memory import memory_model
 
-DEFAULT_MODEL = "text-tiny"
 BLOCK_TOKENS = 4096  # rounded up to a multiple of the model's chunk and segment lengths
 
 
@@ -35,7 +34,7 @@ BLOCK_TOKENS = 4096  # rounded up to a multiple of the model's chunk and segment
 class IngestRequest:
     inputs: list[str]
     memory: Path
-    model: str | None = None  # default: the memory's own model, else DEFAULT_MODEL
+    model: str | None = None  # default: the memory's own model, else the bundled one for the input's kind
     kind: str = "auto"
     resume: bool = False
     force: bool = False
@@ -83,9 +82,14 @@ def now() -> str:
 def ingest(request: IngestRequest) -> IngestReport:
     store = MemoryStore(request.memory)
     existing = store.load() if store.exists() else None
-    ref = _model_for(request, existing)
+    detected = request.kind
+    if detected == "auto":  # sniffs the inputs' heads: sequence files are DNA, anything else text
+        probe = open_input(request.inputs, kind="auto")
+        probe.close()
+        detected = probe.kind
+    ref = _model_for(request, existing, detected)
     model = ref.load(request.device)
-    kind = _input_kind(request, model)
+    kind = _input_kind(request, model, detected)
 
     reader = open_input(request.inputs, kind=kind)
     if existing is not None and existing.kind != kind:
@@ -106,18 +110,16 @@ class _Start:
     local: int  # index (within the batch) of the first source still to read
 
 
-def _model_for(request: IngestRequest, existing: MemorySnapshot | None) -> ModelRef:
-    if existing is None:
-        return resolve_model(request.model or DEFAULT_MODEL)
-    return memory_model(existing, request.memory, request.model)
+def _model_for(request: IngestRequest, existing: MemorySnapshot | None, detected: str) -> ModelRef:
+    if existing is not None:
+        return memory_model(existing, request.memory, request.model)
+    return resolve_model(request.model or default_model(detected))
 
 
-def _input_kind(request: IngestRequest, model: TitansModel) -> str:
+def _input_kind(request: IngestRequest, model: TitansModel, detected: str) -> str:
     model_kind = "dna" if model.config.tokenizer == "dna" else "text"
     if request.kind == "auto":
-        probe = open_input(request.inputs, kind="auto")
-        probe.close()
-        if probe.kind != model_kind and model_kind == "text":
+        if detected != model_kind and model_kind == "text":
             raise UserError(
                 f"{', '.join(request.inputs)}: looks like sequence data, but the model reads text; "
                 "pass --kind text to read the files as raw bytes, or use a DNA model"

@@ -35,6 +35,14 @@ class ModelRef:
         return TitansConfig.load(self.path / "config.json")
 
 
+DEFAULT_MODELS = {"text": "text-tiny", "dna": "dna-tiny"}  # what reads an input when no model is named
+
+
+def default_model(kind: str) -> str:
+    """The bundled model for an input kind ("text" or "dna")."""
+    return DEFAULT_MODELS[kind]
+
+
 def bundled_models() -> list[str]:
     if not BUNDLED_DIR.is_dir():
         return []

@@ -13,14 +13,13 @@ from pathlib import Path
 from rich.console import Console
 
 from titans_cli.errors import UserError
-from titans_cli.model_registry import pick_device, resolve_model
+from titans_cli.model_registry import default_model, pick_device, resolve_model
 from titans_cli.readers import open_input
 from titans_cli.saved_memory import load_memory
 from titans_cli.score_output import BedGraphWriter, PerBaseWriter, TableWriter, table_format
 from titans_cli.scoring import LN2, LineRows, RecordRows, ScoredPiece, ScoreOptions, Scorer, Totals, WindowTrack
 
 stderr = Console(stderr=True)
-DEFAULT_MODELS = {"dna": "dna-tiny", "text": "text-tiny"}
 
 
 @dataclass
@@ -63,7 +62,7 @@ def score(request: ScoreRequest) -> ScoreSummary:
         loaded = load_memory(request.memory, request.device, request.model)
         model, start = loaded.model, loaded.state
     else:
-        model = resolve_model(request.model or DEFAULT_MODELS[kind]).load(pick_device(request.device)).eval()
+        model = resolve_model(request.model or default_model(kind)).load(pick_device(request.device)).eval()
         start = None
     model_kind = "dna" if model.config.tokenizer == "dna" else "text"
     if model_kind != kind:
@@ -178,7 +177,7 @@ def run_variants(vcf: Path, reference: str, out: str, model: str | None, memory:
     if as_json and out == "-":
         raise UserError("--json prints a summary on stdout, which --out - already uses for the table")
     table_format(out)
-    loaded = resolve_model(model or DEFAULT_MODELS["dna"]).load(pick_device(device)).eval()
+    loaded = resolve_model(model or default_model("dna")).load(pick_device(device)).eval()
     if loaded.config.tokenizer != "dna":
         raise UserError("--variants needs a DNA model")
     counts = VariantCounts()
