@@ -1,0 +1,61 @@
+"""What each layer's memory learned to do: its gates, averaged over a held-out stream.
+
+    python bench/memory_gates.py --model text-tiny [--tokens 4096]
+
+Prints a Markdown table per layer: mean θ, η and α over the stream, the memory's time constant 1/α in
+tokens (how long it keeps what it wrote) and its step per chunk C·θ/(1 − η). The stream is held-out
+haystack text (text models) or a synthetic genome from an evaluation seed (DNA models).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from titans_cli.evaluation.seeds import eval_seed
+from titans_cli.model_registry import resolve_model
+from titans_cli.models import tokenizer_for
+from titans_cli.models.neural_memory import NeuralMemory
+from titans_cli.tasks import Haystack, make_genome
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="bundled model name or model directory")
+    parser.add_argument("--tokens", type=int, default=4096)
+    args = parser.parse_args()
+    model = resolve_model(args.model).load().eval()
+    cfg = model.config
+    if cfg.tokenizer == "dna":
+        data = make_genome(args.tokens, eval_seed(0, "gates")).sequence
+    else:
+        data = Haystack("eval").text(args.tokens, 0).encode()[: args.tokens]
+
+    gates: dict[int, list[torch.Tensor]] = {}
+    memories = [m for m in model.modules() if isinstance(m, NeuralMemory)]
+
+    def record(layer: int):
+        def hook(memory: NeuralMemory, inputs, output) -> None:
+            x = inputs[0]
+            g = memory.gates(x).view(*x.shape[:2], 3, memory.n_heads)
+            theta = memory.theta_max * torch.sigmoid(g[..., 0, :])
+            gates.setdefault(layer, []).append(torch.stack([theta, torch.sigmoid(g[..., 1, :]),
+                                                            torch.sigmoid(g[..., 2, :])]).flatten(1))  # fmt: skip
+        return hook
+
+    for layer, memory in enumerate(memories):
+        memory.register_forward_hook(record(layer))
+    with torch.no_grad():
+        model(tokenizer_for(cfg.tokenizer).encode(data)[None])
+    print("| layer | θ | η | α | 1/α (tokens) | C·θ/(1−η) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for layer in sorted(gates):
+        theta, eta, alpha = torch.cat(gates[layer], dim=1)
+        step = (cfg.chunk_size * theta / (1 - eta)).median()
+        print(f"| {layer} | {theta.mean():.4f} | {eta.mean():.2f} | {alpha.mean():.4f} | {1 / alpha.mean():.0f} | "
+              f"{step:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
