@@ -20,7 +20,7 @@ from .pieces import Piece, PieceCutter
 _BASES_PER_LINE = 60
 
 
-class _BlockStream(io.RawIOBase):
+class BlockStream(io.RawIOBase):
     """A binary stream over an iterator of byte blocks."""
 
     def __init__(self, blocks: Iterable[bytes]) -> None:
@@ -47,7 +47,7 @@ class _LineCountingText:
     """The text handle Biopython reads, counting lines so errors can name one."""
 
     def __init__(self, blocks: Iterable[bytes]) -> None:
-        buffered = io.BufferedReader(_BlockStream(blocks), buffer_size=1 << 16)
+        buffered = io.BufferedReader(BlockStream(blocks), buffer_size=1 << 16)
         # Annotations may hold any bytes; the sequence itself is checked separately.
         self._text = io.TextIOWrapper(buffered, encoding="utf-8", errors="replace")
         self.line = 0

@@ -9,7 +9,7 @@ import torch
 from titans_cli.ask import AskOptions, ask, find_evidence, read_questions
 from titans_cli.cli import main
 from titans_cli.errors import UserError
-from titans_cli.evaluation.generate import answer, read
+from titans_cli.evaluation.generate import decode, prompt_ids, read, stop_ids
 from titans_cli.ingest import IngestRequest, ingest
 from titans_cli.memory_store import MemoryStore, state_digest
 from titans_cli.models import byte_tokenizer
@@ -35,9 +35,12 @@ def test_answer_equals_reading_the_document_then_the_prompt(memory):
     assert len(loaded.snapshot.pending) > 0  # the tail the ingest left pending is read too
     got = ask(loaded, ["What is the special magic number?"], AskOptions(max_tokens=10))[0]
     model = loaded.model
-    _, state = read(model, byte_tokenizer().encode(DOCUMENT)[None], piece_tokens=100)
-    want = answer(model, byte_tokenizer(), state, "What is the special magic number?", max_new_tokens=10)
-    assert got.answer == want.text and got.tokens == len(want.ids) and got.stopped == want.stopped
+    tok = byte_tokenizer()
+    _, state = read(model, tok.encode(DOCUMENT)[None], piece_tokens=100)
+    logits, state = read(model, prompt_ids(model.config, tok, "What is the special magic number?")[None], state)
+    (want,), _ = decode(model, logits, state, 10, stop_ids(tok))
+    assert got.answer == tok.decode(want.ids).decode(errors="replace")
+    assert got.tokens == len(want.ids) and got.stopped == want.stopped
     assert got.mean_logprob < 0
 
 

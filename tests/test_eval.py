@@ -12,7 +12,7 @@ from titans_cli.cli import main
 from titans_cli.evaluation.baselines import base_codes, compressed_bits_per_base, markov_bits
 from titans_cli.evaluation.console import parse_lengths
 from titans_cli.evaluation.dna_eval import evaluate_dna, far_repeat_mask
-from titans_cli.evaluation.generate import answer, prompt_ids, read
+from titans_cli.evaluation.generate import decode, prompt_ids, read, stop_ids
 from titans_cli.evaluation.seeds import EVAL_BIT, eval_seed, train_seed
 from titans_cli.evaluation.suites import FAMILIES
 from titans_cli.evaluation.text_eval import evaluate_text
@@ -86,9 +86,10 @@ def test_greedy_answer_continues_the_stream_exactly():
     document = tok.encode(b"The special magic number for lucky-otter is: 1234567. " * 3)
     question = "What is the special magic number?"
     _, state = read(model, document[None], piece_tokens=50)
-    out = answer(model, tok, state, question, max_new_tokens=12)
     prompt = prompt_ids(model.config, tok, question)
-    assert 0 < len(out.ids) <= 12 and out.state.position == len(document) + len(prompt) + len(out.ids)
+    logits, state = read(model, prompt[None], state)
+    (out,), state = decode(model, logits, state, 12, stop_ids(tok))
+    assert 0 < len(out.ids) <= 12 and state.position == len(document) + len(prompt) + len(out.ids)
     # Greedy through the state equals argmax over one call on document + prompt + answer.
     logits, _ = model(torch.cat([document, prompt, torch.tensor(out.ids)])[None])
     start = len(document) + len(prompt) - 1

@@ -108,7 +108,7 @@ def _write(request: ScoreRequest, kind: str, scored: Iterator[tuple[ScoredPiece,
     track = BedGraphWriter(str(request.track), "titans", f"bits per {unit}") if request.track else None
     windows = WindowTrack(request.window)
     per_base = PerBaseWriter(str(request.per_base), kind == "dna") if request.per_base else None
-    overall, overall_without = Totals("all", ""), Totals("all", "")
+    overall, overall_without = Totals("all", "", digest=None), Totals("all", "", digest=None)
     complete = False
     try:
         for piece, baseline in scored:

@@ -201,14 +201,15 @@ class Totals:
     length: int = 0
     scored: int = 0
     loglik: float = 0.0
-    digest: Any = field(default_factory=hashlib.sha256)
+    digest: Any = field(default_factory=hashlib.sha256)  # None: totals that need no sha256 (input-wide sums)
 
     def add(self, data: bytes, values: np.ndarray) -> None:
         scored = ~np.isnan(values)
         self.length += len(data)
         self.scored += int(scored.sum())
         self.loglik += float(values[scored].sum())
-        self.digest.update(data)
+        if self.digest is not None:
+            self.digest.update(data)
 
     @property
     def bits(self) -> float:

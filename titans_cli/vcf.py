@@ -13,6 +13,7 @@ from pathlib import Path
 
 from titans_cli.errors import UserError
 from titans_cli.readers.compression import MAGIC_BYTES_NEEDED, decompressing_reader, detect_compression
+from titans_cli.readers.records import BlockStream
 
 _BASES = frozenset("ACGTN")
 
@@ -36,7 +37,8 @@ def read_vcf(path: str | Path) -> Iterator[VcfRecord]:
         raise UserError(f"{path}: cannot open the VCF ({err.strerror})") from err
     try:
         compression = detect_compression(raw.peek(MAGIC_BYTES_NEEDED)[:MAGIC_BYTES_NEEDED])
-        decompressed = io.BufferedReader(_Raw(decompressing_reader(raw, compression)))
+        source = decompressing_reader(raw, compression)
+        decompressed = io.BufferedReader(BlockStream(iter(lambda: source.read(1 << 16), b"")))
         text = io.TextIOWrapper(decompressed, encoding="utf-8", errors="replace")  # INFO may be Latin-1
         number = 0
         try:
@@ -50,21 +52,6 @@ def read_vcf(path: str | Path) -> Iterator[VcfRecord]:
             raise UserError(f"{path}: unreadable after line {number} ({err}); is the file complete?") from err
     finally:
         raw.close()
-
-
-class _Raw(io.RawIOBase):
-    """Adapts a decompressor's read() to the raw-stream interface TextIOWrapper builds on."""
-
-    def __init__(self, source):
-        self.source = source
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        data = self.source.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
 
 def _parse(path: Path, number: int, line: str) -> VcfRecord:

@@ -16,14 +16,6 @@ from titans_cli.models import TitansConfig, TitansModel, TitansState, Tokenizer
 PIECE_TOKENS = 4096
 
 
-@dataclass
-class Generation:
-    ids: list[int]  # generated tokens, the stop token excluded
-    text: str  # their bytes, decoded leniently
-    stopped: bool  # ended on a stop token rather than at the length cap
-    state: TitansState  # after the prompt and every generated token
-
-
 def prompt_ids(config: TitansConfig, tokenizer: Tokenizer, question: str) -> Tensor:
     """The model's prompt template around `question`, as token ids.
 
@@ -112,16 +104,6 @@ def decode(
         step, state = model(tokens[:, None], state)
         logits = step[:, -1]
     return out, state
-
-
-def answer(
-    model: TitansModel, tokenizer: Tokenizer, state: TitansState, question: str, max_new_tokens: int = 64
-) -> Generation:
-    """Ask `question` of a stream that has read its document (state of batch 1): prompt, then greedy decode."""
-    device = next(model.parameters()).device
-    logits, state = read(model, prompt_ids(model.config, tokenizer, question)[None].to(device), state)
-    (out,), state = decode(model, logits, state, max_new_tokens, stop_ids(tokenizer))
-    return Generation(out.ids, tokenizer.decode(out.ids).decode("utf-8", errors="replace"), out.stopped, state)
 
 
 def expand_state(state: TitansState, batch: int) -> TitansState:
