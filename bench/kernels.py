@@ -14,8 +14,8 @@ in pieces of `--piece` tokens, carrying the memory state from piece to piece as 
 
 The two paths alternate within every repeat, so both see the same machine load; figures are medians
 of wall-clock time. The peer is titans-pytorch's NeuralMemory layer (`bench/peer_titans_pytorch.py
---mode memory`, one call over `--peer-tokens` tokens, its own default memory: 256-wide heads, depth 2,
-expansion 4), run in its own venv (bench/peer_env.sh) and skipped if that is missing.
+--mode memory`, one call over `--peer-tokens` tokens, with the same memory: 4 heads of width 64, depth 2,
+expansion 2), run in its own venv (bench/peer_env.sh) and skipped if that is missing.
 
 Prints a Markdown table, then one JSON line.
 """

@@ -56,6 +56,11 @@ def parse_args(argv=None):
     p.add_argument("--neural-memory-segment-len", type=int, default=64)
     p.add_argument("--num-residual-streams", type=int, default=1)
     p.add_argument("--mem-heads", type=int, default=4, help="neural_memory_kwargs heads / NeuralMemory heads")
+    # titans-pytorch's own defaults are heads as wide as the model (dim_head = dim) and an MLP memory of
+    # expansion 4; these match ours (benchmark config: width-64 heads, depth 2, expansion 2)
+    p.add_argument("--mem-dim-head", type=int, default=64, help="NeuralMemory dim_head")
+    p.add_argument("--mem-depth", type=int, default=2, help="MemoryMLP depth")
+    p.add_argument("--mem-expansion", type=float, default=2.0, help="MemoryMLP expansion_factor")
     p.add_argument("--chunk-size", type=int, default=64, help="NeuralMemory chunk_size (memory/stream modes)")
     p.add_argument("--mem-batch-size", type=int, default=None,
                    help="NeuralMemory batch_size / MAC neural_memory_batch_size (default None = library default: "
@@ -89,14 +94,19 @@ def build_mac(a):
         neural_memory_segment_len=a.neural_memory_segment_len,
         num_residual_streams=a.num_residual_streams,
         neural_memory_batch_size=a.mem_batch_size,
-        neural_memory_kwargs=dict(heads=a.mem_heads),
+        neural_memory_kwargs=memory_kwargs(a),
     ).eval()
+
+
+def memory_kwargs(a):
+    model = dict(depth=a.mem_depth, expansion_factor=a.mem_expansion)
+    return dict(heads=a.mem_heads, dim_head=a.mem_dim_head, default_model_kwargs=model)
 
 
 def build_mem(a):
     from titans_pytorch import NeuralMemory
 
-    return NeuralMemory(dim=a.dim, heads=a.mem_heads, chunk_size=a.chunk_size, batch_size=a.mem_batch_size).eval()
+    return NeuralMemory(dim=a.dim, chunk_size=a.chunk_size, batch_size=a.mem_batch_size, **memory_kwargs(a)).eval()
 
 
 def timed(fn, warmup, repeats):
