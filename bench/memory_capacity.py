@@ -6,7 +6,7 @@ weights and reports recall@1 (is the read nearest, by cosine, to its own value a
 cosine. Keys are random unit vectors, values random Gaussian: the best case for an associative memory,
 since trained keys of real inputs are correlated. θ is swept and the best is kept.
 
-    python bench/memory_capacity.py [--widths 32,64,128] [--depths 1,2] [--seeds 3]
+    python bench/memory_capacity.py [--widths 32,64,128] [--depths 1,2] [--seeds 3] [--thetas 0.01,0.03,0.1]
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from titans_cli.kernels import memory_read, memory_recurrence
 from titans_cli.kernels.memory_mlp import layer_shapes
 
 CHUNK, ETA, CLIP, EXPANSION = 64, 0.75, 1.0, 2
-THETAS = (0.01, 0.03, 0.1, 0.3, 1.0)  # the presets bound θ by θ_max = 0.1
 
 
 def recall(width: int, depth: int, n_items: int, theta: float, seed: int) -> tuple[float, float]:
@@ -47,18 +46,20 @@ def main() -> None:
     parser.add_argument("--depths", default="1,2")
     parser.add_argument("--items", default="64,128,256,1024,4096", help="associations stored (whole chunks)")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--thetas", default="0.01,0.03,0.1,0.3,1", help="θ values tried (the best is kept)")
     args = parser.parse_args()
+    thetas = [float(t) for t in args.thetas.split(",")]
     if any(int(n) % CHUNK for n in args.items.split(",")):
         parser.error(f"--items must be multiples of the chunk size {CHUNK}: only whole chunks are committed")
     print(f"chunk {CHUNK}, momentum η {ETA}, clip τ {CLIP}, expansion {EXPANSION}, no forgetting; "
-          f"best θ of {THETAS}; median over {args.seeds} seeds")  # fmt: skip
+          f"best θ of {thetas}; median over {args.seeds} seeds")  # fmt: skip
     print("| head width | depth | items | recall@1 | mean cosine | best θ |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     for width in map(int, args.widths.split(",")):
         for depth in map(int, args.depths.split(",")):
             for n_items in map(int, args.items.split(",")):
                 rows = []
-                for theta in THETAS:
+                for theta in thetas:
                     runs = [recall(width, depth, n_items, theta, seed) for seed in range(args.seeds)]
                     rows.append((statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs), theta))
                 best = max(rows)
