@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=8)
     parser.add_argument("--gap", type=int, default=0)
     parser.add_argument("--chunk", type=int, default=16)
+    parser.add_argument("--segment", type=int, default=64, help="MAC segment and MAG/MAL window (× chunk)")
     parser.add_argument("--theta-max", type=float, default=1.0)
     parser.add_argument("--theta-init", type=float, default=None, help="θ at initialisation (default: the model's)")
     parser.add_argument("--minutes", type=float, default=7.0)
@@ -57,10 +58,10 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
-    segment = 4 * args.chunk
     config = TitansConfig(variant=args.variant, vocab_size=256, tokenizer="bytes", d_model=64, n_layers=2, n_heads=2,
-                          memory_depth=2, memory_expansion=2, chunk_size=args.chunk, segment_len=segment,
-                          window=segment, n_persistent=4, theta_max=args.theta_max, memory_grad_clip=1.0)  # fmt: skip
+                          memory_depth=2, memory_expansion=2, chunk_size=args.chunk, segment_len=args.segment,
+                          window=args.segment, n_persistent=4, theta_max=args.theta_max,
+                          memory_grad_clip=1.0)  # fmt: skip
     model = TitansModel(config)
     if args.theta_init is not None:
         fraction = args.theta_init / args.theta_max

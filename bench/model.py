@@ -65,8 +65,13 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=8192)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--peer-repeats", type=int, default=1)
-    parser.add_argument("--peer-mem-batch-size", type=int, nargs="+", default=[0],
-                        help="the peer's neural_memory_batch_size, one peer run each; 0 = its default (None)")
+    parser.add_argument(
+        "--peer-mem-batch-size",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="the peer's neural_memory_batch_size, one peer run each; 0 = its default (None)",
+    )
     parser.add_argument("--no-peer", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(2)
