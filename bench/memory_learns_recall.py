@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=8)
     parser.add_argument("--gap", type=int, default=0)
     parser.add_argument("--chunk", type=int, default=16)
-    parser.add_argument("--segment", type=int, default=64, help="MAC segment and MAG/MAL window (× chunk)")
+    parser.add_argument("--segment", type=int, default=64, help="MAC segment, MAG/MAL window (a multiple of --chunk)")
     parser.add_argument("--theta-max", type=float, default=1.0)
     parser.add_argument("--theta-init", type=float, default=None, help="θ at initialisation (default: the model's)")
     parser.add_argument("--minutes", type=float, default=7.0)
@@ -63,14 +63,14 @@ def main() -> None:
                           window=args.segment, n_persistent=4, theta_max=args.theta_max,
                           memory_grad_clip=1.0)  # fmt: skip
     model = TitansModel(config)
+    memories = [m for m in model.modules() if isinstance(m, NeuralMemory)]
     if args.theta_init is not None:
         fraction = args.theta_init / args.theta_max
         with torch.no_grad():
-            for memory in (m for m in model.modules() if isinstance(m, NeuralMemory)):
+            for memory in memories:
                 memory.gates.bias.view(3, -1)[0].fill_(math.log(fraction / (1 - fraction)))
-    theta = [torch.sigmoid(m.gates.bias.view(3, -1)[0]).mean().item() * args.theta_max
-             for m in model.modules() if isinstance(m, NeuralMemory)]  # fmt: skip
-    print(json.dumps({"config": vars(args), "theta_at_init": round(theta[0], 4), "threads": torch.get_num_threads()}))
+    theta = torch.sigmoid(memories[0].gates.bias.view(3, -1)[0]).mean().item() * args.theta_max
+    print(json.dumps({"config": vars(args), "theta_at_init": round(theta, 4), "threads": torch.get_num_threads()}))
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     gen = torch.Generator().manual_seed(args.seed + 1)
