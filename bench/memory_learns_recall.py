@@ -9,7 +9,7 @@ segment, attention cannot see the pairs either. `--theta-init` starts the inner 
 given value (through the gate bias) instead of the model's own initialisation.
 
     python bench/memory_learns_recall.py [--variant lmm] [--gap 0] [--minutes 7] [--seed 0]
-    python bench/memory_learns_recall.py --variant mac --gap 48 --minutes 8
+    python bench/memory_learns_recall.py --variant mac --gap 48 --minutes 8 [--mac-memory-input segment]
 
 Prints one JSON line per 250 steps (loss, accuracy over those steps).
 """
@@ -50,6 +50,12 @@ def main() -> None:
     parser.add_argument("--gap", type=int, default=0)
     parser.add_argument("--chunk", type=int, default=16)
     parser.add_argument("--segment", type=int, default=64, help="MAC segment, MAG/MAL window (a multiple of --chunk)")
+    parser.add_argument(
+        "--mac-memory-input",
+        default="attention",
+        choices=["attention", "segment"],
+        help="what MAC's memory learns from (TitansConfig.mac_memory_input)",
+    )
     parser.add_argument("--theta-max", type=float, default=1.0)
     parser.add_argument("--theta-init", type=float, default=None, help="θ at initialisation (default: the model's)")
     parser.add_argument("--minutes", type=float, default=7.0)
@@ -61,6 +67,7 @@ def main() -> None:
     config = TitansConfig(variant=args.variant, vocab_size=256, tokenizer="bytes", d_model=64, n_layers=2, n_heads=2,
                           memory_depth=2, memory_expansion=2, chunk_size=args.chunk, segment_len=args.segment,
                           window=args.segment, n_persistent=4, theta_max=args.theta_max,
+                          mac_memory_input=args.mac_memory_input,
                           memory_grad_clip=1.0)  # fmt: skip
     model = TitansModel(config)
     memories = [m for m in model.modules() if isinstance(m, NeuralMemory)]

@@ -84,7 +84,8 @@ class MACBlock(nn.Module):
     """Memory as context, one segment of S tokens at a time:
 
     h = M_{s−1}(q(segment)) with the weights at the end of the previous segment; attention over
-    [persistent ‖ h ‖ segment] gives y; the memory learns from y; the output is y ⊙ σ(M_t(y)).
+    [persistent ‖ h ‖ segment] gives y; the memory learns from y (or, with mac_memory_input "segment",
+    from the normalised segment tokens) and gates y with its read of that input: y ⊙ σ(M_t(·)).
     """
 
     def __init__(self, cfg: TitansConfig):
@@ -94,6 +95,7 @@ class MACBlock(nn.Module):
         self.read_query = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
         self.attn = SegmentAttention(cfg)
         self.memory = NeuralMemory(cfg)
+        self.memory_reads_attention = cfg.mac_memory_input == "attention"
         self.mlp = GatedMLP(cfg.d_model, cfg.mlp_ratio)
 
     def init_state(self, batch_size: int) -> LayerState:
@@ -125,7 +127,7 @@ class MACBlock(nn.Module):
         h = self.memory.read(F.normalize(q, dim=-1), segment_weights, xn)
         segment_start = position - position % self.segment_len
         y, attn_state = self.attn(xn, h, _part(state, "attn."), position, segment_start)
-        m, mem_state, surprise = self.memory(y, _part(state, "mem."))
+        m, mem_state, surprise = self.memory(y if self.memory_reads_attention else xn, _part(state, "mem."))
         x = x + y * torch.sigmoid(m)
         x = x + self.mlp(self.norm_mlp(x))
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 VARIANTS = ("mac", "mag", "mal", "lmm")
+MAC_MEMORY_INPUTS = ("attention", "segment")
 
 
 @dataclass
@@ -28,6 +29,11 @@ class TitansConfig:
     memory_grad_clip: τ > 0 clips each token's inner gradient u_t to norm τ before it enters the momentum;
                       0 is the paper's unclipped rule. Bounds every step, so a memory whose gates
                       outer training has opened cannot diverge.
+    mac_memory_input: what MAC's memory learns from: "attention", the attention output y (SPEC 3, paper
+                      Eq. 24), or "segment", the normalised segment tokens that attention also reads (as
+                      titans-pytorch does). From y, which near-uniform attention blurs at initialisation, a
+                      recall toy stayed at chance for 5,000 steps; from the tokens it learned within 1,000
+                      (BENCHMARKS.md, "Does outer training teach the memory to retrieve?").
     tokenizer:        "bytes" or "dna"
     prompt_template:  how a (document, question) pair becomes a prompt; `{question}` marks the question
     """
@@ -47,6 +53,7 @@ class TitansConfig:
     mlp_ratio: float = 4.0
     theta_max: float = 1.0
     memory_grad_clip: float = 0.0
+    mac_memory_input: str = "attention"
     rope_base: float = 10000.0
     tie_embeddings: bool = True
     norm_eps: float = 1e-6
@@ -72,6 +79,9 @@ class TitansConfig:
             problems.append("memory_grad_clip must be ≥ 0 (0 = no clipping)")
         if self.window < 1 or self.conv_kernel < 1 or self.n_persistent < 0:
             problems.append("window and conv_kernel must be ≥ 1 and n_persistent ≥ 0")
+        if self.mac_memory_input not in MAC_MEMORY_INPUTS:
+            problems.append(f"mac_memory_input must be one of {', '.join(MAC_MEMORY_INPUTS)}, "
+                            f"got {self.mac_memory_input!r}")  # fmt: skip
         if self.tokenizer not in ("bytes", "dna"):
             problems.append(f"tokenizer must be 'bytes' or 'dna', got {self.tokenizer!r}")
         if "{question}" not in self.prompt_template:

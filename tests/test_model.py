@@ -116,3 +116,18 @@ def test_memory_memorises_at_test_time(variant):
         surprise = model.stream(torch.cat([copy, copy], dim=1)).surprise[0]
     first, second = surprise[8:64].mean(), surprise[72:].mean()  # skip the conv warm-up at each start
     assert second < 0.7 * first
+
+
+@pytest.mark.parametrize("mac_input", ["attention", "segment"])
+def test_mac_memory_learns_from_the_configured_input(mac_input):
+    """With "segment" the first layer's memory learns from its normalised input tokens, so attention's
+    output weights cannot change it; with "attention" (SPEC 3) it learns from the attention output."""
+    model = tiny_model("mac", mac_memory_input=mac_input)
+    tokens = torch.randint(0, 256, (1, 40))
+    with torch.no_grad():
+        before = model.stream(tokens).state.layers[0]["mem.w0"].clone()
+        model.blocks[0].attn.out.weight.mul_(3.0)
+        after = model.stream(tokens).state.layers[0]["mem.w0"]
+    assert torch.equal(before, after) == (mac_input == "segment")
+    with pytest.raises(ValueError, match="mac_memory_input"):
+        tiny_config("mac", mac_memory_input="residual")
