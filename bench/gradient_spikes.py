@@ -2,9 +2,10 @@
 
     python bench/gradient_spikes.py runs/dna-tiny-mag [--batches 8]
 
-For each batch after the checkpoint (the same batches the run would draw), prints one JSON line: the outer
-loss per weighted token, the total gradient norm before clipping, and the parameters with the largest
-gradient norms. Nothing is written; the optimiser is not stepped, so every batch sees the checkpoint's weights.
+For each batch after the checkpoint (rank 0's first micro-batch: the run's own batches when it had one rank
+and no accumulation), prints one JSON line: the outer loss per weighted token, the total gradient norm
+before clipping, and the parameters with the largest gradient norms. Nothing is written; the optimiser is
+not stepped, so every batch sees the checkpoint's weights.
 """
 
 from __future__ import annotations

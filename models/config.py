@@ -32,7 +32,7 @@ class TitansConfig:
     mac_memory_input: what MAC's memory learns from: "attention", the attention output y (SPEC 3, paper
                       Eq. 24), or "segment", the normalised segment tokens that attention also reads (as
                       titans-pytorch does). From y, which near-uniform attention blurs at initialisation, a
-                      recall toy stayed at chance for 5,000 steps; from the tokens two of three seeds
+                      recall toy stayed at chance for 3,500+ steps; from the tokens two of three seeds
                       learned it (27–32 % by 3,000 steps; BENCHMARKS.md, "MAC whose memory learns from
                       the segment tokens").
     tokenizer:        "bytes" or "dna"

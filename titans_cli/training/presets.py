@@ -21,10 +21,10 @@ MEMORY_GRAD_CLIP = 1.0
 
 
 # The text presets' MAC memory learns from the segment tokens, not from the attention output (SPEC's
-# default): on a recall toy the latter stayed at chance for 5,000 steps, and at step 800 a text-tiny run
-# learning from the tokens coded held-out text in 3.12 bits per byte against 3.58 for the same preset
-# learning from the attention output (BENCHMARKS.md). The DNA presets keep SPEC's default until a DNA
-# run has measured the change.
+# default): on a recall toy the latter stayed at chance for 3,500+ steps, and at step 800 a text-tiny run
+# learning from the tokens coded held-out text in 3.12 bits per byte against 3.57 for the same preset
+# learning from the attention output (BENCHMARKS.md). text-small follows text-tiny, unmeasured at its
+# size; the DNA presets keep SPEC's default until a DNA run has measured the change.
 TEXT_MAC_MEMORY_INPUT = "segment"
 
 
