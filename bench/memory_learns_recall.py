@@ -25,6 +25,7 @@ import torch
 from torch.nn import functional as F
 
 from titans_cli.models import TitansConfig, TitansModel
+from titans_cli.models.config import MAC_MEMORY_INPUTS, VARIANTS
 from titans_cli.models.neural_memory import NeuralMemory
 
 N_KEYS, N_VALUES, FILLER = 100, 100, 200  # token ids: keys 0–99, values 100–199, filler 200
@@ -45,17 +46,13 @@ def recall_batch(batch: int, pairs: int, gap: int, gen: torch.Generator) -> tupl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", default="lmm", choices=["lmm", "mac", "mag", "mal"])
+    parser.add_argument("--variant", default="lmm", choices=VARIANTS)
     parser.add_argument("--pairs", type=int, default=8)
     parser.add_argument("--gap", type=int, default=0)
     parser.add_argument("--chunk", type=int, default=16)
     parser.add_argument("--segment", type=int, default=64, help="MAC segment, MAG/MAL window (a multiple of --chunk)")
-    parser.add_argument(
-        "--mac-memory-input",
-        default="attention",
-        choices=["attention", "segment"],
-        help="what MAC's memory learns from (TitansConfig.mac_memory_input)",
-    )
+    parser.add_argument("--mac-memory-input", default="attention", choices=MAC_MEMORY_INPUTS,
+                        help="what MAC's memory learns from (TitansConfig.mac_memory_input)")  # fmt: skip
     parser.add_argument("--theta-max", type=float, default=1.0)
     parser.add_argument("--theta-init", type=float, default=None, help="θ at initialisation (default: the model's)")
     parser.add_argument("--minutes", type=float, default=7.0)

@@ -8,6 +8,7 @@ edit it into a config file.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from titans_cli.models import TitansConfig
 from titans_cli.training.config import DataConfig, OptimConfig, TrainConfig
@@ -28,23 +29,23 @@ MEMORY_GRAD_CLIP = 1.0
 TEXT_MAC_MEMORY_INPUT = "segment"
 
 
-def _tiny_model(name: str, tokenizer: str, vocab_size: int, mac_memory_input: str = "attention") -> TitansConfig:
+def _tiny_model(name: str, tokenizer: str, vocab_size: int) -> TitansConfig:
     return TitansConfig(name=name, variant="mac", vocab_size=vocab_size, tokenizer=tokenizer, d_model=128,
                         n_layers=4, n_heads=4, memory_depth=2, memory_expansion=2, chunk_size=64, segment_len=128,
-                        window=128, n_persistent=4, theta_max=THETA_MAX, memory_grad_clip=MEMORY_GRAD_CLIP,
-                        mac_memory_input=mac_memory_input)  # fmt: skip
+                        window=128, n_persistent=4, theta_max=THETA_MAX,
+                        memory_grad_clip=MEMORY_GRAD_CLIP)  # fmt: skip
 
 
-def _small_model(name: str, tokenizer: str, vocab_size: int, mac_memory_input: str = "attention") -> TitansConfig:
+def _small_model(name: str, tokenizer: str, vocab_size: int) -> TitansConfig:
     return TitansConfig(name=name, variant="mac", vocab_size=vocab_size, tokenizer=tokenizer, d_model=512,
                         n_layers=8, n_heads=8, memory_depth=2, memory_expansion=2, chunk_size=64, segment_len=256,
-                        window=256, n_persistent=8, theta_max=THETA_MAX, memory_grad_clip=MEMORY_GRAD_CLIP,
-                        mac_memory_input=mac_memory_input)  # fmt: skip
+                        window=256, n_persistent=8, theta_max=THETA_MAX,
+                        memory_grad_clip=MEMORY_GRAD_CLIP)  # fmt: skip
 
 
 def text_tiny() -> TrainConfig:
     return TrainConfig(
-        model=_tiny_model("text-tiny", "bytes", 260, TEXT_MAC_MEMORY_INPUT),
+        model=replace(_tiny_model("text-tiny", "bytes", 260), mac_memory_input=TEXT_MAC_MEMORY_INPUT),
         data=DataConfig(kind="text", curriculum=[(0, 512), (1500, 1024), (3000, 2048)]),
         optim=OptimConfig(lr=2e-3, warmup_steps=100),
         steps=4000, batch_size=8, tbptt_len=512, eval_every=200, eval_batches=2, checkpoint_every=50,
@@ -63,7 +64,7 @@ def dna_tiny() -> TrainConfig:
 
 def text_small() -> TrainConfig:
     return TrainConfig(
-        model=_small_model("text-small", "bytes", 260, TEXT_MAC_MEMORY_INPUT),
+        model=replace(_small_model("text-small", "bytes", 260), mac_memory_input=TEXT_MAC_MEMORY_INPUT),
         data=DataConfig(kind="text", curriculum=[(0, 1024), (5000, 4096), (20000, 16384)]),
         optim=OptimConfig(lr=1e-3, warmup_steps=1000),
         steps=50_000, batch_size=32, tbptt_len=2048, eval_every=1000, eval_batches=4, checkpoint_every=500,
