@@ -37,11 +37,8 @@ def main() -> None:
 
     def record(layer: int):
         def hook(memory: NeuralMemory, inputs, output) -> None:
-            x = inputs[0]
-            g = memory.gates(x).view(*x.shape[:2], 3, memory.n_heads)
-            theta = memory.theta_max * torch.sigmoid(g[..., 0, :])
-            gates.setdefault(layer, []).append(torch.stack([theta, torch.sigmoid(g[..., 1, :]),
-                                                            torch.sigmoid(g[..., 2, :])]).flatten(1))  # fmt: skip
+            theta, log_eta, log_keep = memory.gate_values(inputs[0])
+            gates.setdefault(layer, []).append(torch.stack([theta, log_eta.exp(), -log_keep.expm1()]).flatten(1))
         return hook
 
     for layer, memory in enumerate(memories):

@@ -10,6 +10,7 @@ given value (through the gate bias) instead of the model's own initialisation.
 
     python bench/memory_learns_recall.py [--variant lmm] [--gap 0] [--minutes 7] [--seed 0]
     python bench/memory_learns_recall.py --variant mac --gap 48 --minutes 8 [--mac-memory-input segment]
+                                         [--max-chunk-step 2]
 
 Prints one JSON line per 250 steps (loss, accuracy over those steps).
 """
@@ -54,17 +55,21 @@ def main() -> None:
     parser.add_argument("--mac-memory-input", default="attention", choices=MAC_MEMORY_INPUTS,
                         help="what MAC's memory learns from (TitansConfig.mac_memory_input)")  # fmt: skip
     parser.add_argument("--theta-max", type=float, default=1.0)
+    parser.add_argument("--max-chunk-step", type=float, default=0.0,
+                        help="cap on C·θ/(1 − η) (TitansConfig.max_chunk_step; 0 = none)")
     parser.add_argument("--theta-init", type=float, default=None, help="θ at initialisation (default: the model's)")
     parser.add_argument("--minutes", type=float, default=7.0)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.theta_init is not None and args.max_chunk_step:
+        parser.error("--theta-init sets θ as a fraction of θ_max, which a chunk-step cap would change")
 
     torch.manual_seed(args.seed)
     config = TitansConfig(variant=args.variant, vocab_size=256, tokenizer="bytes", d_model=64, n_layers=2, n_heads=2,
                           memory_depth=2, memory_expansion=2, chunk_size=args.chunk, segment_len=args.segment,
                           window=args.segment, n_persistent=4, theta_max=args.theta_max,
-                          mac_memory_input=args.mac_memory_input,
+                          mac_memory_input=args.mac_memory_input, max_chunk_step=args.max_chunk_step,
                           memory_grad_clip=1.0)  # fmt: skip
     model = TitansModel(config)
     memories = [m for m in model.modules() if isinstance(m, NeuralMemory)]
@@ -73,7 +78,8 @@ def main() -> None:
         with torch.no_grad():
             for memory in memories:
                 memory.gates.bias.view(3, -1)[0].fill_(math.log(fraction / (1 - fraction)))
-    theta = torch.sigmoid(memories[0].gates.bias.view(3, -1)[0]).mean().item() * args.theta_max
+    with torch.no_grad():
+        theta = memories[0].gate_values(torch.zeros(1, 1, config.d_model))[0].mean().item()  # gates at their bias
     print(json.dumps({"config": vars(args), "theta_at_init": round(theta, 4), "threads": torch.get_num_threads()}))
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)

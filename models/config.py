@@ -29,6 +29,10 @@ class TitansConfig:
     memory_grad_clip: τ > 0 clips each token's inner gradient u_t to norm τ before it enters the momentum;
                       0 is the paper's unclipped rule. Bounds every step, so a memory whose gates
                       outer training has opened cannot diverge.
+    max_chunk_step:   s > 0 caps a memory's step per chunk C·θ_t/(1 − η_t) at s by scaling θ_t's ceiling
+                      to min(θ_max, s·(1 − η_t)/C); 0 leaves θ_t = θ_max·sigmoid(·) (SPEC 2). The clip above
+                      bounds the forward pass only: a step past about 2 makes the backward pass through a
+                      stream of chunks grow geometrically (BENCHMARKS.md, "Gradient spikes").
     mac_memory_input: what MAC's memory learns from: "attention", the attention output y (SPEC 3, paper
                       Eq. 24), or "segment", the normalised segment tokens that attention also reads (as
                       titans-pytorch does). From y, which near-uniform attention blurs at initialisation, a
@@ -54,6 +58,7 @@ class TitansConfig:
     mlp_ratio: float = 4.0
     theta_max: float = 1.0
     memory_grad_clip: float = 0.0
+    max_chunk_step: float = 0.0
     mac_memory_input: str = "attention"
     rope_base: float = 10000.0
     tie_embeddings: bool = True
@@ -78,6 +83,8 @@ class TitansConfig:
             )
         if self.memory_grad_clip < 0:
             problems.append("memory_grad_clip must be ≥ 0 (0 = no clipping)")
+        if self.max_chunk_step < 0:
+            problems.append("max_chunk_step must be ≥ 0 (0 = no cap)")
         if self.window < 1 or self.conv_kernel < 1 or self.n_persistent < 0:
             problems.append("window and conv_kernel must be ≥ 1 and n_persistent ≥ 0")
         if self.mac_memory_input not in MAC_MEMORY_INPUTS:

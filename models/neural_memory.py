@@ -26,17 +26,20 @@ class NeuralMemory(nn.Module):
         super().__init__()
         self.n_heads, self.head_dim = cfg.n_heads, cfg.head_dim
         self.chunk_size, self.theta_max, self.grad_clip = cfg.chunk_size, cfg.theta_max, cfg.memory_grad_clip
+        self.max_chunk_step = cfg.max_chunk_step
         self.learning = True  # False freezes the memory (θ = 0, α = 0): the no-memory ablation
         inner = cfg.n_heads * cfg.head_dim
         self.qkv = nn.Linear(cfg.d_model, 3 * inner, bias=False)
         self.conv = nn.Conv1d(3 * inner, 3 * inner, cfg.conv_kernel, groups=3 * inner, bias=False)
         # θ_t, η_t, α_t logits per head. All gradients of a chunk share the chunk-start weights, so
         # for aligned keys one chunk moves the memory by about C·θ/(1 − η) times its error, and more
-        # than 2 diverges. Starting at C·θ/(1 − η) = 1.75 (any chunk size) learns fast yet stays
-        # stable, with momentum η = 0.75 and almost no forgetting. Training moves the gates from there.
+        # than 2 diverges. Starting at C·θ/(1 − η) = 1.75 (any chunk size; less where θ's ceiling is
+        # lower) learns fast yet stays stable, with momentum η = 0.75 and almost no forgetting.
+        # Training moves the gates from there.
         self.gates = nn.Linear(cfg.d_model, 3 * cfg.n_heads)
         eta0 = 0.75
-        theta0 = min(0.5, 1.75 * (1 - eta0) / cfg.chunk_size / cfg.theta_max)
+        ceiling0 = self.theta_ceiling(torch.tensor(eta0)).item()
+        theta0 = min(0.875, 1.75 * (1 - eta0) / cfg.chunk_size / ceiling0)  # θ₀ / ceiling, sigmoid(bias)
         with torch.no_grad():
             bias = self.gates.bias.view(3, cfg.n_heads)
             bias[0].fill_(math.log(theta0 / (1 - theta0)))
@@ -89,10 +92,7 @@ class NeuralMemory(nn.Module):
         q, k, v = (t.view(batch, length, self.n_heads, self.head_dim).transpose(1, 2).to(dtype)
                    for t in mixed.chunk(3, dim=-1))  # fmt: skip
         q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
-        g = self.gates(x).to(dtype).view(batch, length, 3, self.n_heads).permute(2, 0, 3, 1)
-        theta = self.theta_max * torch.sigmoid(g[0]) * float(self.learning)  # θ_t
-        log_eta = F.logsigmoid(g[1])  # log η_t
-        log_keep = F.logsigmoid(-g[2]) * float(self.learning)  # log(1 − α_t); no forgetting when frozen
+        theta, log_eta, log_keep = self.gate_values(x)
 
         # Redo the pending start of the current chunk together with the new tokens.
         names = ("q", "k", "v", "theta", "log_eta", "log_keep")
@@ -115,6 +115,21 @@ class NeuralMemory(nn.Module):
         y = result.y[:, :, n_pending:]
         surprise = result.surprise[:, :, n_pending:].mean(1)
         return self.read_out(y, x), new_state, surprise
+
+    def gate_values(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """θ_t, log η_t and log(1 − α_t) [B, H, T] for the layer input x [B, T, D], in the state dtype (SPEC 2)."""
+        batch, length, _ = x.shape
+        g = self.gates(x).to(self.state_dtype).view(batch, length, 3, self.n_heads).permute(2, 0, 3, 1)
+        log_eta = F.logsigmoid(g[1])  # log η_t
+        theta = self.theta_ceiling(log_eta.exp()) * torch.sigmoid(g[0]) * float(self.learning)  # θ_t
+        log_keep = F.logsigmoid(-g[2]) * float(self.learning)  # log(1 − α_t); no forgetting when frozen
+        return theta, log_eta, log_keep
+
+    def theta_ceiling(self, eta: Tensor) -> Tensor:
+        """θ_t's upper bound: θ_max, lowered where needed to keep C·θ_t/(1 − η_t) ≤ max_chunk_step."""
+        if self.max_chunk_step == 0:
+            return torch.full_like(eta, self.theta_max)
+        return torch.clamp(self.max_chunk_step * (1 - eta) / self.chunk_size, max=self.theta_max)
 
     def read(self, queries: Tensor, weights: list[Tensor], gate_input: Tensor) -> Tensor:
         """M(q) with fixed weights (no update): MAC's read of a segment. queries [B, H, T, d]."""

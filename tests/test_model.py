@@ -131,3 +131,26 @@ def test_mac_memory_learns_from_the_configured_input(mac_input):
     assert torch.equal(before, after) == (mac_input == "segment")
     with pytest.raises(ValueError, match="mac_memory_input"):
         tiny_config("mac", mac_memory_input="residual")
+
+
+@pytest.mark.parametrize("cap", [0.0, 0.5, 2.0])
+def test_max_chunk_step_caps_the_step_per_chunk(cap):
+    """With a cap s, C·θ_t/(1 − η_t) ≤ s and θ_t ≤ θ_max for any gate input; 0 is SPEC 2's θ_max·sigmoid."""
+    model = tiny_model("mag", theta_max=0.5, max_chunk_step=cap)
+    memory = model.blocks[0].memory
+    with torch.no_grad():
+        memory.gates.weight.normal_(std=3.0)  # spread the gates over their whole range
+        x = torch.randn(2, 50, 32)
+        theta, log_eta, _ = memory.gate_values(x)
+        g = memory.gates(x).view(2, 50, 3, -1).permute(2, 0, 3, 1).to(theta.dtype)
+    eta = log_eta.exp()
+    assert (theta <= 0.5 + 1e-7).all()
+    if cap == 0:
+        torch.testing.assert_close(theta, 0.5 * torch.sigmoid(g[0]))
+    else:
+        # Multiplied out: η_t rounds to 1 for large gate logits, where θ_t is 0.
+        assert (memory.chunk_size * theta <= cap * (1 - eta) * (1 + 1e-5)).all()
+        binding = memory.chunk_size * theta > 0.5 * cap * (1 - eta)
+        assert binding.any()  # the cap binds somewhere, so the bound above is not vacuous
+    with pytest.raises(ValueError, match="max_chunk_step"):
+        tiny_config("mac", max_chunk_step=-1.0)

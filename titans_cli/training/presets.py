@@ -19,6 +19,10 @@ from titans_cli.training.config import DataConfig, OptimConfig, TrainConfig
 # Clipping each token's inner gradient to norm 1 bounds every step by θ_max, so the memory cannot diverge.
 THETA_MAX = 0.1
 MEMORY_GRAD_CLIP = 1.0
+# The clip bounds the forward pass, not the backward pass: a memory whose step per chunk C·θ/(1 − η)
+# grew past 2 (35 in layer 1 of a MAG run) made the outer gradient norm spike to 10⁶ and the run degrade
+# after ~1,000 steps. Capping the step at 2 keeps every memory in the stable range (BENCHMARKS.md).
+MAX_CHUNK_STEP = 2.0
 
 
 # The text presets' MAC memory learns from the segment tokens, not from the attention output (SPEC's
@@ -33,14 +37,14 @@ def _tiny_model(name: str, tokenizer: str, vocab_size: int) -> TitansConfig:
     return TitansConfig(name=name, variant="mac", vocab_size=vocab_size, tokenizer=tokenizer, d_model=128,
                         n_layers=4, n_heads=4, memory_depth=2, memory_expansion=2, chunk_size=64, segment_len=128,
                         window=128, n_persistent=4, theta_max=THETA_MAX,
-                        memory_grad_clip=MEMORY_GRAD_CLIP)  # fmt: skip
+                        memory_grad_clip=MEMORY_GRAD_CLIP, max_chunk_step=MAX_CHUNK_STEP)  # fmt: skip
 
 
 def _small_model(name: str, tokenizer: str, vocab_size: int) -> TitansConfig:
     return TitansConfig(name=name, variant="mac", vocab_size=vocab_size, tokenizer=tokenizer, d_model=512,
                         n_layers=8, n_heads=8, memory_depth=2, memory_expansion=2, chunk_size=64, segment_len=256,
                         window=256, n_persistent=8, theta_max=THETA_MAX,
-                        memory_grad_clip=MEMORY_GRAD_CLIP)  # fmt: skip
+                        memory_grad_clip=MEMORY_GRAD_CLIP, max_chunk_step=MAX_CHUNK_STEP)  # fmt: skip
 
 
 def text_tiny() -> TrainConfig:
