@@ -32,6 +32,9 @@ class DataConfig:
     planted_repeats: dna: share of training windows that get a copy of one of their own stretches planted
                     later, beyond the attention span (see data.py): the long-range repeats a genome has,
                     at the distances a training window can hold
+    repeats_per_window: dna: how many times a window draws a planted repeat (each with that chance)
+    repeat_gap_min: dna: fewest bases between a planted stretch and its copy; None is 2·segment_len, out
+                    of attention's reach in the presets, and 0 lets short-range copies teach attention too
     eval_length:    tokens per held-out sequence in periodic evaluation (default: the last curriculum length)
     """
 
@@ -44,6 +47,8 @@ class DataConfig:
     genome_length: int = 1_000_000
     n_genomes: int = 16
     planted_repeats: float = 0.0
+    repeats_per_window: int = 1
+    repeat_gap_min: int | None = None
     eval_length: int | None = None
 
     def __post_init__(self) -> None:
@@ -68,6 +73,8 @@ class DataConfig:
             problems.append("data.genome_length must exceed the longest sequence")
         if not 0 <= self.planted_repeats <= 1:
             problems.append("data.planted_repeats must be in [0, 1]")
+        if self.repeats_per_window < 1 or (self.repeat_gap_min is not None and self.repeat_gap_min < 0):
+            problems.append("data.repeats_per_window must be ≥ 1 and data.repeat_gap_min ≥ 0")
         if min(self.answer_weight, self.context_weight, self.lm_weight) < 0 or self.n_genomes < 1:
             problems.append("loss weights must be ≥ 0 and data.n_genomes ≥ 1")
         if problems:

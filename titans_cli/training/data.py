@@ -13,8 +13,9 @@ Text sequences are, per row, one component of the mixture:
 
 DNA rows are windows of synthetic training genomes, on a random strand, next-base prediction. A share
 `planted_repeats` of them get a stretch of themselves copied further on (lightly mutated, sometimes
-reverse-complemented), more than an attention span after its source, so predicting the copy needs the
-long-term memory; a genome's own segmental duplications lie farther apart than any training window.
+reverse-complemented; `repeats_per_window` draws), by default more than an attention span after its
+source, so predicting the copy needs the long-term memory; a genome's own segmental duplications lie
+farther apart than any training window.
 Rows are weighted so each contributes 1/batch of the loss; padding (rarely, after a QA example) weighs 0.
 """
 
@@ -135,8 +136,10 @@ class BatchMaker:
         window = genome[start : start + length + 1]
         if rng.random() < 0.5:  # both strands are DNA the model must read
             window = reverse_complement(window)
-        if rng.random() < data.planted_repeats:
-            window = plant_repeat(window, rng, gap=2 * self.config.model.segment_len)
+        gap = 2 * self.config.model.segment_len if data.repeat_gap_min is None else data.repeat_gap_min
+        for _ in range(data.repeats_per_window):
+            if rng.random() < data.planted_repeats:
+                window = plant_repeat(window, rng, gap)
         weights = torch.full((length,), 1.0 / length)
         return _Row(self.tokenizer.encode(window), weights, torch.zeros(length, dtype=torch.bool), "dna")
 
