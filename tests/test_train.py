@@ -1,5 +1,6 @@
 """`titans train`: configs and presets, deterministic data, TBPTT, checkpoints and resume, DDP, the CLI."""
 
+import dataclasses
 import json
 import math
 import os
@@ -331,3 +332,14 @@ def test_repeats_per_window_plants_more_copies():
         DataConfig(kind="dna", mixture={}, repeats_per_window=0)
     with pytest.raises(ValueError, match="repeat_gap_min"):
         DataConfig(kind="dna", mixture={}, repeat_gap_min=-1)
+
+
+def test_text_rows_get_exact_planted_repeats():
+    data = DataConfig(kind="text", mixture={"lm": 1}, curriculum=[(0, 512)], planted_repeats=1.0, repeat_gap_min=0)
+    plain = BatchMaker(tiny_run(data=dataclasses.replace(data, planted_repeats=0.0))).train_batch(0, 0).tokens
+    tokens = BatchMaker(tiny_run(data=data)).train_batch(0, 0).tokens
+    for row, base in zip(tokens, plain):
+        changed = (row != base).nonzero()[:, 0]
+        start, end = int(changed[0]), int(changed[-1]) + 1
+        copy = row[start:end]  # an exact copy of an earlier stretch of the same row
+        assert any(torch.equal(row[s : s + len(copy)], copy) for s in range(start - len(copy) + 1))

@@ -12,10 +12,10 @@ Text sequences are, per row, one component of the mixture:
 * plain language modelling on haystack text, `lm_weight` × mean over its targets.
 
 DNA rows are windows of synthetic training genomes, on a random strand, next-base prediction. A share
-`planted_repeats` of them get a stretch of themselves copied further on (lightly mutated, sometimes
-reverse-complemented; `repeats_per_window` draws), by default more than an attention span after its
-source, so predicting the copy needs the long-term memory; a genome's own segmental duplications lie
-farther apart than any training window.
+`planted_repeats` of them (and of plain-text rows) get a stretch of themselves copied further on
+(`repeats_per_window` draws; DNA copies lightly mutated, sometimes reverse-complemented), by default
+more than an attention span after its source, so predicting the copy needs the long-term memory; a
+genome's own segmental duplications lie farther apart than any training window.
 Rows are weighted so each contributes 1/batch of the loss; padding (rarely, after a QA example) weighs 0.
 """
 
@@ -92,9 +92,10 @@ class BatchMaker:
         names = [n for n, w in data.mixture.items() if w > 0]
         component = rng.choices(names, weights=[data.mixture[n] for n in names])[0]
         if component == "lm":
-            text = Haystack(split).text(length + 1, rng)  # type: ignore[arg-type]
+            text = Haystack(split).text(length + 1, rng).encode()  # type: ignore[arg-type]
+            text = self._with_repeats(text, rng, dna=False)
             weights = torch.full((length,), data.lm_weight / length)
-            return _Row(self.tokenizer.encode(text.encode()), weights, torch.zeros(length, dtype=torch.bool), "lm")
+            return _Row(self.tokenizer.encode(text), weights, torch.zeros(length, dtype=torch.bool), "lm")
         return self._qa_row(rng, component, length, split, example_seed)
 
     def _qa_row(self, rng: random.Random, family: str, length: int, split: str, seed: int) -> _Row:
@@ -136,19 +137,26 @@ class BatchMaker:
         window = genome[start : start + length + 1]
         if rng.random() < 0.5:  # both strands are DNA the model must read
             window = reverse_complement(window)
-        gap = 2 * self.config.model.segment_len if data.repeat_gap_min is None else data.repeat_gap_min
-        for _ in range(data.repeats_per_window):
-            if rng.random() < data.planted_repeats:
-                window = plant_repeat(window, rng, gap)
+        window = self._with_repeats(window, rng, dna=True)
         weights = torch.full((length,), 1.0 / length)
         return _Row(self.tokenizer.encode(window), weights, torch.zeros(length, dtype=torch.bool), "dna")
 
+    def _with_repeats(self, sequence: bytes, rng: random.Random, dna: bool) -> bytes:
+        """`repeats_per_window` draws, each planting a repeat with chance `planted_repeats`."""
+        data = self.config.data
+        gap = 2 * self.config.model.segment_len if data.repeat_gap_min is None else data.repeat_gap_min
+        for _ in range(data.repeats_per_window):
+            if rng.random() < data.planted_repeats:
+                sequence = plant_repeat(sequence, rng, gap, dna)
+        return sequence
 
-def plant_repeat(window: bytes, rng: random.Random, gap: int) -> bytes:
-    """Copy a stretch of `window` over a later part of it, at least `gap` bases after the stretch ends.
 
-    The copy carries 1 % substitutions and is reverse-complemented one time in three (an inverted repeat);
-    the window keeps its length. Windows too short for a 32-base stretch and the gap are returned as is.
+def plant_repeat(window: bytes, rng: random.Random, gap: int, dna: bool = True) -> bytes:
+    """Copy a stretch of `window` over a later part of it, at least `gap` tokens after the stretch ends.
+
+    A DNA copy carries 1 % substitutions and is reverse-complemented one time in three (an inverted
+    repeat); a text copy is exact. The window keeps its length. Windows too short for a 32-token stretch
+    and the gap are returned as is.
     """
     n = len(window)
     longest = min(n // 4, (n - gap) // 2)
@@ -158,7 +166,8 @@ def plant_repeat(window: bytes, rng: random.Random, gap: int) -> bytes:
     source = rng.randrange(0, n - 2 * size - gap + 1)
     target = rng.randrange(source + size + gap, n - size + 1)
     copy = window[source : source + size]
-    if rng.random() < 1 / 3:
-        copy = reverse_complement(copy)
-    copy, _ = mutate(copy, 0.01, 0.0, np.random.default_rng(rng.getrandbits(64)))
+    if dna:
+        if rng.random() < 1 / 3:
+            copy = reverse_complement(copy)
+        copy, _ = mutate(copy, 0.01, 0.0, np.random.default_rng(rng.getrandbits(64)))
     return window[:target] + copy + window[target + size :]
