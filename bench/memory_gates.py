@@ -38,7 +38,8 @@ def main() -> None:
     def record(layer: int):
         def hook(memory: NeuralMemory, inputs, output) -> None:
             theta, log_eta, log_keep = memory.gate_values(inputs[0])
-            gates.setdefault(layer, []).append(torch.stack([theta, log_eta.exp(), -log_keep.expm1()]).flatten(1))
+            one_minus_eta = -log_eta.expm1()  # not 1 − η: η rounds to 1 for open momentum gates
+            gates.setdefault(layer, []).append(torch.stack([theta, one_minus_eta, -log_keep.expm1()]).flatten(1))
         return hook
 
     for layer, memory in enumerate(memories):
@@ -48,10 +49,10 @@ def main() -> None:
     print("| layer | θ | η | α | 1/α (tokens) | C·θ/(1−η) |")
     print("| --- | --- | --- | --- | --- | --- |")
     for layer in sorted(gates):
-        theta, eta, alpha = torch.cat(gates[layer], dim=1)
-        step = (cfg.chunk_size * theta / (1 - eta)).median()
-        print(f"| {layer} | {theta.mean():.4f} | {eta.mean():.2f} | {alpha.mean():.4f} | {1 / alpha.mean():.0f} | "
-              f"{step:.2f} |")
+        theta, one_minus_eta, alpha = torch.cat(gates[layer], dim=1)
+        step = (cfg.chunk_size * theta / one_minus_eta).median()
+        eta, alpha = 1 - one_minus_eta.mean(), alpha.mean()
+        print(f"| {layer} | {theta.mean():.4f} | {eta:.2f} | {alpha:.4f} | {1 / alpha:.0f} | {step:.2f} |")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ class NeuralMemory(nn.Module):
         # Training moves the gates from there.
         self.gates = nn.Linear(cfg.d_model, 3 * cfg.n_heads)
         eta0 = 0.75
-        ceiling0 = self.theta_ceiling(torch.tensor(eta0)).item()
+        ceiling0 = self.theta_ceiling(torch.tensor(eta0).log()).item()
         theta0 = min(0.875, 1.75 * (1 - eta0) / cfg.chunk_size / ceiling0)  # θ₀ / ceiling, sigmoid(bias)
         with torch.no_grad():
             bias = self.gates.bias.view(3, cfg.n_heads)
@@ -121,15 +121,16 @@ class NeuralMemory(nn.Module):
         batch, length, _ = x.shape
         g = self.gates(x).to(self.state_dtype).view(batch, length, 3, self.n_heads).permute(2, 0, 3, 1)
         log_eta = F.logsigmoid(g[1])  # log η_t
-        theta = self.theta_ceiling(log_eta.exp()) * torch.sigmoid(g[0]) * float(self.learning)  # θ_t
+        theta = self.theta_ceiling(log_eta) * torch.sigmoid(g[0]) * float(self.learning)  # θ_t
         log_keep = F.logsigmoid(-g[2]) * float(self.learning)  # log(1 − α_t); no forgetting when frozen
         return theta, log_eta, log_keep
 
-    def theta_ceiling(self, eta: Tensor) -> Tensor:
+    def theta_ceiling(self, log_eta: Tensor) -> Tensor:
         """θ_t's upper bound: θ_max, lowered where needed to keep C·θ_t/(1 − η_t) ≤ max_chunk_step."""
         if self.max_chunk_step == 0:
-            return torch.full_like(eta, self.theta_max)
-        return torch.clamp(self.max_chunk_step * (1 - eta) / self.chunk_size, max=self.theta_max)
+            return torch.full_like(log_eta, self.theta_max)
+        one_minus_eta = -torch.expm1(log_eta)  # exact where η rounds to 1
+        return torch.clamp(self.max_chunk_step * one_minus_eta / self.chunk_size, max=self.theta_max)
 
     def read(self, queries: Tensor, weights: list[Tensor], gate_input: Tensor) -> Tensor:
         """M(q) with fixed weights (no update): MAC's read of a segment. queries [B, H, T, d]."""

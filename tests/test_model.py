@@ -143,14 +143,13 @@ def test_max_chunk_step_caps_the_step_per_chunk(cap):
         x = torch.randn(2, 50, 32)
         theta, log_eta, _ = memory.gate_values(x)
         g = memory.gates(x).view(2, 50, 3, -1).permute(2, 0, 3, 1).to(theta.dtype)
-    eta = log_eta.exp()
+    one_minus_eta = -log_eta.expm1()
     assert (theta <= 0.5 + 1e-7).all()
     if cap == 0:
         torch.testing.assert_close(theta, 0.5 * torch.sigmoid(g[0]))
     else:
-        # Multiplied out: η_t rounds to 1 for large gate logits, where θ_t is 0.
-        assert (memory.chunk_size * theta <= cap * (1 - eta) * (1 + 1e-5)).all()
-        binding = memory.chunk_size * theta > 0.5 * cap * (1 - eta)
+        assert (memory.chunk_size * theta <= cap * one_minus_eta * (1 + 1e-5)).all()
+        binding = memory.chunk_size * theta > 0.5 * cap * one_minus_eta
         assert binding.any()  # the cap binds somewhere, so the bound above is not vacuous
     with pytest.raises(ValueError, match="max_chunk_step"):
         tiny_config("mac", max_chunk_step=-1.0)
