@@ -5,10 +5,11 @@
 A stretch of `--stretch` random tokens (bases for DNA models, lower-case letters and spaces for text
 models, so nothing in the background or in the weights predicts it) is planted twice in held-out
 background (a synthetic genome / haystack text), the second copy starting `distance` tokens after the
-first. A model that copies codes the second copy far below the first; one that does not codes both at
-about log2(alphabet) bits (2 for DNA, 4.75 for 27 letters) or worse. The first 10 tokens of each copy
-are left out (a copy has to be recognised before it can be followed). Distances up to the attention
-span test attention; beyond it, the long-term memory.
+first. A model that copies codes the second copy far below the first and below an unrelated random
+stretch planted in its place (the control, which has read the same background); one that does not codes
+all three alike, at about log2(alphabet) bits (2 for DNA, 4.75 for 27 letters) or worse. The first 10
+tokens of each copy are left out (a copy has to be recognised before it can be followed). Distances up
+to the attention span test attention; beyond it, the long-term memory.
 """
 
 from __future__ import annotations
@@ -44,23 +45,25 @@ def main() -> None:
     rng = random.Random(0)
     unit = "base" if dna else "byte"
     print(f"{args.model}: bits per {unit} on each copy of a random {args.stretch}-{unit} stretch, n = {args.n}")
-    print("| distance | first copy | second copy |")
-    print("| ---: | ---: | ---: |")
+    print("| distance | first copy | second copy | unrelated stretch in the second copy's place |")
+    print("| ---: | ---: | ---: | ---: |")
     for distance in distances:
         length = LEAD + distance + args.stretch + 50
-        first, second = [], []
+        first, second, control = [], [], []
         for i in range(args.n):
             if dna:
                 background = bytearray(make_genome(length, eval_seed(0, "copy", distance, i)).sequence)
             else:
                 background = bytearray(Haystack("eval").text(length, rng).encode())
-            stretch = bytes(rng.choice(alphabet) for _ in range(args.stretch))
-            for start in (LEAD, LEAD + distance):
-                background[start : start + args.stretch] = stretch
-            bits = model_bits(model, bytes(background))  # bits[t] codes token t + 1
+            stretch, other = (bytes(rng.choice(alphabet) for _ in range(args.stretch)) for _ in range(2))
+            second_at = LEAD + distance
+            background[LEAD : LEAD + args.stretch] = stretch
+            for planted, scores in ((stretch, second), (other, control)):
+                background[second_at : second_at + args.stretch] = planted
+                bits = model_bits(model, bytes(background))  # bits[t] codes token t + 1
+                scores.append(bits[second_at + SKIP - 1 : second_at + args.stretch - 1].mean())
             first.append(bits[LEAD + SKIP - 1 : LEAD + args.stretch - 1].mean())
-            second.append(bits[LEAD + distance + SKIP - 1 : LEAD + distance + args.stretch - 1].mean())
-        print(f"| {distance:,} | {np.mean(first):.3f} | {np.mean(second):.3f} |", flush=True)
+        print(f"| {distance:,} | {np.mean(first):.3f} | {np.mean(second):.3f} | {np.mean(control):.3f} |", flush=True)
 
 
 if __name__ == "__main__":
