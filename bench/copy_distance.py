@@ -8,8 +8,10 @@ background (a synthetic genome / haystack text), the second copy starting `dista
 first. A model that copies codes the second copy far below the first and below an unrelated random
 stretch planted in its place (the control, which has read the same background); one that does not codes
 all three alike, at about log2(alphabet) bits (2 for DNA, 4.75 for 27 letters) or worse. The first 10
-tokens of each copy are left out (a copy has to be recognised before it can be followed). Distances up
-to the attention span test attention; beyond it, the long-term memory.
+tokens of each copy are left out (a copy has to be recognised before it can be followed). Copies within
+the attention span test attention; beyond it, the long-term memory. MAC attends within segments only:
+with the first copy at token 300 and segments of 128, distance 50 keeps most of both copies in one
+segment, and from 100 on the copy has to come from the memory.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
     python bench/held_out.py --preset text-tiny --models text-tiny,runs/text-tiny-copy/model [--batches 4]
 
 The batches are those of a training config (`--preset` or `--config`), its `data.eval_length` replaced by
-`--length` when given, so runs trained on different data mixtures are compared on one set. Prints each
+`--length` when given, so runs trained on different data mixtures are compared on one set (one set as long
+as the models share what the batches depend on: tokenizer, prompt template, segment length). Prints each
 model's loss, teacher-forced answer accuracy and bits per token per component (training/validation.py).
 """
 

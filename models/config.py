@@ -31,8 +31,8 @@ class TitansConfig:
                       outer training has opened cannot diverge.
     max_chunk_step:   s > 0 caps a memory's step per chunk C·θ_t/(1 − η_t) at s by scaling θ_t's ceiling
                       to min(θ_max, s·(1 − η_t)/C); 0 leaves θ_t = θ_max·sigmoid(·) (SPEC 2). The clip above
-                      bounds the forward pass only: a step past about 2 makes the backward pass through a
-                      stream of chunks grow geometrically (BENCHMARKS.md, "Gradient spikes").
+                      bounds the forward pass only; a memory whose step had grown past about 2 made a training
+                      run's gradient norm spike (BENCHMARKS.md, "Gradient spikes").
     mac_memory_input: what MAC's memory learns from: "attention", the attention output y (SPEC 3, paper
                       Eq. 24), or "segment", the normalised segment tokens that attention also reads (as
                       titans-pytorch does). From y, which near-uniform attention blurs at initialisation, a

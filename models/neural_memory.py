@@ -33,16 +33,20 @@ class NeuralMemory(nn.Module):
         self.conv = nn.Conv1d(3 * inner, 3 * inner, cfg.conv_kernel, groups=3 * inner, bias=False)
         # θ_t, η_t, α_t logits per head. All gradients of a chunk share the chunk-start weights, so
         # for aligned keys one chunk moves the memory by about C·θ/(1 − η) times its error, and more
-        # than 2 diverges. Starting at C·θ/(1 − η) = 1.75 (any chunk size; less where θ's ceiling is
-        # lower) learns fast yet stays stable, with momentum η = 0.75 and almost no forgetting.
+        # than 2 diverges. Starting at C·θ/(1 − η) = 1.75 (any chunk size; less where θ_max is too low
+        # for that) learns fast yet stays stable, with momentum η = 0.75 and almost no forgetting.
         # Training moves the gates from there.
         self.gates = nn.Linear(cfg.d_model, 3 * cfg.n_heads)
         eta0 = 0.75
-        ceiling0 = self.theta_ceiling(torch.tensor(eta0).log()).item()
-        theta0 = min(0.875, 1.75 * (1 - eta0) / cfg.chunk_size / ceiling0)  # θ₀ / ceiling, sigmoid(bias)
+        theta0 = 1.75 * (1 - eta0) / cfg.chunk_size
+        if cfg.max_chunk_step == 0:
+            fraction = min(0.5, theta0 / cfg.theta_max)  # sigmoid(θ bias)
+        else:  # a cap s ≥ 2 still allows step 1.75, the gate starting at 1.75/s of its top; lower, 0.875·s
+            ceiling0 = min(cfg.theta_max, cfg.max_chunk_step * (1 - eta0) / cfg.chunk_size)
+            fraction = min(0.875, theta0 / ceiling0)
         with torch.no_grad():
             bias = self.gates.bias.view(3, cfg.n_heads)
-            bias[0].fill_(math.log(theta0 / (1 - theta0)))
+            bias[0].fill_(math.log(fraction / (1 - fraction)))
             bias[1].fill_(math.log(eta0 / (1 - eta0)))
             bias[2].fill_(-6.0)
         self.initial = nn.ParameterList(

@@ -133,23 +133,34 @@ def test_mac_memory_learns_from_the_configured_input(mac_input):
         tiny_config("mac", mac_memory_input="residual")
 
 
-@pytest.mark.parametrize("cap", [0.0, 0.5, 2.0])
+@pytest.mark.parametrize("cap", [0.0, 0.5, 2.0, 16.0])
 def test_max_chunk_step_caps_the_step_per_chunk(cap):
     """With a cap s, C·θ_t/(1 − η_t) ≤ s and θ_t ≤ θ_max for any gate input; 0 is SPEC 2's θ_max·sigmoid."""
-    model = tiny_model("mag", theta_max=0.5, max_chunk_step=cap)
+    model = tiny_model("mag", theta_max=0.5, max_chunk_step=cap)  # chunk 8
     memory = model.blocks[0].memory
     with torch.no_grad():
         memory.gates.weight.normal_(std=3.0)  # spread the gates over their whole range
-        x = torch.randn(2, 50, 32)
+        x = torch.randn(2, 200, 32)
         theta, log_eta, _ = memory.gate_values(x)
-        g = memory.gates(x).view(2, 50, 3, -1).permute(2, 0, 3, 1).to(theta.dtype)
-    one_minus_eta = -log_eta.expm1()
-    assert (theta <= 0.5 + 1e-7).all()
+        g = memory.gates(x).view(2, 200, 3, -1).permute(2, 0, 3, 1).to(theta.dtype)
+    one_minus_eta, top = -log_eta.expm1(), torch.sigmoid(g[0])
     if cap == 0:
-        torch.testing.assert_close(theta, 0.5 * torch.sigmoid(g[0]))
-    else:
-        assert (memory.chunk_size * theta <= cap * one_minus_eta * (1 + 1e-5)).all()
-        binding = memory.chunk_size * theta > 0.5 * cap * one_minus_eta
-        assert binding.any()  # the cap binds somewhere, so the bound above is not vacuous
+        torch.testing.assert_close(theta, 0.5 * top)
+        return
+    step_bound = cap * one_minus_eta / memory.chunk_size
+    torch.testing.assert_close(theta, torch.minimum(step_bound, torch.tensor(0.5, dtype=theta.dtype)) * top)
+    assert (memory.chunk_size * theta <= cap * one_minus_eta * (1 + 1e-5)).all() and (theta <= 0.5).all()
+    # Which side of the ceiling binds: the step cap for small caps, θ_max or the cap (by η) for 16.
+    assert (step_bound < 0.5).any() and ((step_bound > 0.5).any() == (cap == 16.0))
+
+
+@pytest.mark.parametrize("cap", [0.0, 2.0, 4.0])
+def test_memory_starts_at_step_1_75_with_or_without_a_cap(cap):
+    memory = tiny_model("mag", theta_max=0.5, max_chunk_step=cap).blocks[0].memory
+    with torch.no_grad():
+        memory.gates.weight.zero_()  # the gates at their biases
+        theta, log_eta, _ = memory.gate_values(torch.zeros(1, 1, 32))
+    step = memory.chunk_size * theta / -log_eta.expm1()
+    torch.testing.assert_close(step, torch.full_like(step, 1.75))
     with pytest.raises(ValueError, match="max_chunk_step"):
         tiny_config("mac", max_chunk_step=-1.0)

@@ -301,33 +301,22 @@ def test_planted_repeat_copies_a_stretch_beyond_the_gap():
     assert plant_repeat(window[:200], random.Random(0), gap=256) == window[:200]  # too short: unchanged
 
 
-def test_repeat_gap_min_brings_copies_within_attention():
-    """gap 0 lets a copy start right after its stretch, which the default gap (two segments) never does."""
-    import random
+@pytest.mark.parametrize("kind", ["dna", "text"])
+def test_repeat_settings_reach_every_row(kind, monkeypatch):
+    """Each row draws `repeats_per_window` repeats at `repeat_gap_min` (default: two segments), DNA-mutated or exact."""
+    from titans_cli.training import data as data_module
 
-    import numpy as np
-
-    from titans_cli.training.data import plant_repeat
-
-    window = np.random.default_rng(2).choice(list(b"ACGT"), 1025).astype(np.uint8).tobytes()
-    distances = []
-    for seed in range(40):
-        out = plant_repeat(window, random.Random(seed), gap=0)
-        changed = [i for i, (a, b) in enumerate(zip(window, out)) if a != b]
-        start, size = changed[0], changed[-1] + 1 - changed[0]
-        forward = [start - s for s in range(start - size + 1) if window[s : s + size] == out[start : start + size]]
-        distances += forward[-1:]  # the nearest exact (unmutated, same-strand) source, where there is one
-    assert distances and min(distances) < 256  # the default gap of 256 would forbid any of these
-
-
-def test_repeats_per_window_plants_more_copies():
-    base = dict(planted_repeats=1.0, repeat_gap_min=0)
-    rows = {}
-    for draws in (1, 3):
-        data = DataConfig(kind="dna", mixture={}, curriculum=[(0, 1024)], genome_length=20_000, n_genomes=2,
-                          repeats_per_window=draws, **base)  # fmt: skip
-        rows[draws] = BatchMaker(tiny_run("dna", data=data, batch_size=4)).train_batch(0, 0).tokens
-    assert not torch.equal(rows[1], rows[3])
+    calls = []
+    monkeypatch.setattr(data_module, "plant_repeat", lambda window, rng, gap, dna: calls.append((gap, dna)) or window)
+    segment = tiny_run(kind).model.segment_len
+    for gap_min, draws in ((None, 1), (0, 3)):
+        base = tiny_run(kind).data
+        mixture = base.mixture if kind == "dna" else {"lm": 1}
+        data = dataclasses.replace(base, mixture=mixture, planted_repeats=1.0, repeats_per_window=draws,
+                                   repeat_gap_min=gap_min)  # fmt: skip
+        calls.clear()
+        BatchMaker(tiny_run(kind, data=data, batch_size=4)).train_batch(0, 0)
+        assert calls == [(2 * segment if gap_min is None else 0, kind == "dna")] * (4 * draws)
     with pytest.raises(ValueError, match="repeats_per_window"):
         DataConfig(kind="dna", mixture={}, repeats_per_window=0)
     with pytest.raises(ValueError, match="repeat_gap_min"):

@@ -29,9 +29,10 @@ class DataConfig:
     lm_weight:      loss weight of a plain language-modelling sequence (mean over its tokens)
     genome_length:  dna: bases per synthetic training genome; windows are cut from them
     n_genomes:      dna: how many training genomes (seeds disjoint from evaluation's)
-    planted_repeats: chance that a DNA window or a plain-text (lm) row gets a copy of one of its own
-                    stretches planted later (see data.py): the long-range repeats a genome has, at the
-                    distances a training window can hold, and in text the copying retrieval needs
+    planted_repeats: chance, per draw, that a DNA window or a plain-text (lm) row gets a copy of one of its
+                    own stretches planted later (see data.py; held-out rows too): the long-range repeats a
+                    genome has, at the distances a training window can hold, and in text the copying
+                    retrieval needs
     repeats_per_window: how many times a row draws a planted repeat (each with that chance)
     repeat_gap_min: fewest tokens between a planted stretch and its copy; None is 2·segment_len, out of
                     attention's reach in the presets, and 0 lets short-range copies teach attention too

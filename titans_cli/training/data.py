@@ -11,11 +11,12 @@ Text sequences are, per row, one component of the mixture:
   `answer_weight` × mean over answer targets + `context_weight` × mean over document and prompt targets;
 * plain language modelling on haystack text, `lm_weight` × mean over its targets.
 
-DNA rows are windows of synthetic training genomes, on a random strand, next-base prediction. A share
-`planted_repeats` of them (and of plain-text rows) get a stretch of themselves copied further on
-(`repeats_per_window` draws; DNA copies lightly mutated, sometimes reverse-complemented), by default
-more than an attention span after its source, so predicting the copy needs the long-term memory; a
-genome's own segmental duplications lie farther apart than any training window.
+DNA rows are windows of synthetic training genomes, on a random strand, next-base prediction. With
+chance `planted_repeats` per draw (`repeats_per_window` draws), a DNA or plain-text row, held-out rows
+included, gets a stretch of itself copied further on (DNA copies lightly mutated, sometimes
+reverse-complemented), by default more than an attention span after its source, so predicting the
+copy needs the long-term memory; a genome's own segmental duplications lie farther apart than any
+training window.
 Rows are weighted so each contributes 1/batch of the loss; padding (rarely, after a QA example) weighs 0.
 """
 

@@ -22,7 +22,8 @@ MEMORY_GRAD_CLIP = 1.0
 # The clip bounds the forward pass, not the backward pass: a memory whose step per chunk C·θ/(1 − η)
 # grew past 2 (35 in layer 1 of a MAG run) made the outer gradient norm spike to 10⁶ and the run degrade
 # after ~1,000 steps. Capping the step at 2 cut the spikes of a rerun of the first text-tiny run (8 logged
-# above 5 in 685 steps, largest 322, against 2, largest 17) and lowered its held-out loss (BENCHMARKS.md).
+# above 5 in 685 steps, largest 322, against 2, largest 17) and lowered its training loss and held-out
+# bits per byte from step 400 on (BENCHMARKS.md).
 MAX_CHUNK_STEP = 2.0
 
 
