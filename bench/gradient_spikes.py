@@ -21,7 +21,7 @@ from titans_cli.training.checkpoint import latest_checkpoint, load_checkpoint
 from titans_cli.training.config import TrainConfig
 from titans_cli.training.data import BatchMaker
 from titans_cli.training.optimizer import build_optimizer
-from titans_cli.training.trainer import _PieceLoss, sequence_loss
+from titans_cli.training.trainer import PieceLoss, sequence_loss
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
     model = TitansModel(config.model).train()
     checkpoint = latest_checkpoint(args.run)
     state = load_checkpoint(checkpoint, model, build_optimizer(model, config.optim), torch.device("cpu"))
-    batches, step_fn = BatchMaker(config), _PieceLoss(model)
+    batches, step_fn = BatchMaker(config), PieceLoss(model)
     print(json.dumps({"checkpoint": str(checkpoint), "step": state.step}))
     for step in range(state.step, state.step + args.batches):
         batch = batches.train_batch(step, 0)

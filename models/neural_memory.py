@@ -39,11 +39,10 @@ class NeuralMemory(nn.Module):
         self.gates = nn.Linear(cfg.d_model, 3 * cfg.n_heads)
         eta0 = 0.75
         theta0 = 1.75 * (1 - eta0) / cfg.chunk_size
-        if cfg.max_chunk_step == 0:
-            fraction = min(0.5, theta0 / cfg.theta_max)  # sigmoid(θ bias)
-        else:  # a cap s ≥ 2 still allows step 1.75, the gate starting at 1.75/s of its top; lower, 0.875·s
-            ceiling0 = min(cfg.theta_max, cfg.max_chunk_step * (1 - eta0) / cfg.chunk_size)
-            fraction = min(0.875, theta0 / ceiling0)
+        # sigmoid(θ bias): θ₀ over θ's ceiling at η₀ (float64, so θ_max stays exact). Under a cap s ≥ 2 the
+        # gate starts at 1.75/s of its top; a lower cap starts it at 0.875·s.
+        ceiling0 = self.theta_ceiling(torch.tensor(math.log(eta0), dtype=torch.float64)).item()
+        fraction = min(0.875 if cfg.max_chunk_step else 0.5, theta0 / ceiling0)
         with torch.no_grad():
             bias = self.gates.bias.view(3, cfg.n_heads)
             bias[0].fill_(math.log(fraction / (1 - fraction)))

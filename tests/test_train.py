@@ -24,7 +24,7 @@ from titans_cli.training.data import BatchMaker
 from titans_cli.training.optimizer import lr_at
 from titans_cli.training.presets import PRESETS, preset
 from titans_cli.training.runlog import read_log
-from titans_cli.training.trainer import TrainRun, _PieceLoss, sequence_loss, train
+from titans_cli.training.trainer import PieceLoss, TrainRun, sequence_loss, train
 
 from conftest import tiny_config
 
@@ -143,8 +143,8 @@ def test_tbptt_pieces_carry_the_memory_state():
     config = tiny_run()
     model = TitansModel(config.model).train()
     batch = BatchMaker(config).train_batch(0, 0)
-    whole = sequence_loss(_PieceLoss(model), model, batch, 256, 1.0, True, torch.device("cpu"))
-    pieces = sequence_loss(_PieceLoss(model), model, batch, 48, 1.0, True, torch.device("cpu"))
+    whole = sequence_loss(PieceLoss(model), model, batch, 256, 1.0, True, torch.device("cpu"))
+    pieces = sequence_loss(PieceLoss(model), model, batch, 48, 1.0, True, torch.device("cpu"))
     assert pieces == pytest.approx(whole, abs=1e-5)  # the forward pass is split-invariant
 
 

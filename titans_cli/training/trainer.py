@@ -70,7 +70,7 @@ class TrainReport:
     last_eval: dict[str, Any] = field(default_factory=dict)
 
 
-class _PieceLoss(nn.Module):
+class PieceLoss(nn.Module):
     """One TBPTT piece: weighted cross-entropy, and the state to carry on, detached.
 
     Wrapping the loss (not the model) in DDP keeps the carried state out of DDP's search for used
@@ -145,7 +145,7 @@ def _train(run: TrainRun, world: distributed.World) -> TrainReport:
     if checkpoint is not None:
         state = load_checkpoint(checkpoint, model, optimizer, world.device)
         state.world_size = world.size
-    step_fn: nn.Module = _PieceLoss(model)
+    step_fn: nn.Module = PieceLoss(model)
     if world.distributed:  # finds unused parameters: the memory's initial weights only enter the first piece
         device_ids = [world.device] if world.device.type == "cuda" else None
         step_fn = DistributedDataParallel(step_fn, device_ids=device_ids, find_unused_parameters=True)
