@@ -5,7 +5,9 @@
 The batches are those of a training config (`--preset` or `--config`), its `data.eval_length` replaced by
 `--length` when given, so runs trained on different data mixtures are compared on one set (one set as long
 as the models share what the batches depend on: tokenizer, prompt template, segment length). Prints each
-model's loss, teacher-forced answer accuracy and bits per token per component (training/validation.py).
+model's loss, teacher-forced answer accuracy and bits per token per component (training/validation.py),
+then the peers on the same plain-text (lm) rows: gzip and xz bits per byte, each row compressed alone, as
+each model reads it from a fresh state.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import json
 
 import torch
 
+from titans_cli.evaluation.baselines import compressed_bits_per_base
 from titans_cli.evaluation.generate import PIECE_TOKENS
 from titans_cli.model_registry import resolve_model
-from titans_cli.training.config import load_train_config
+from titans_cli.models import tokenizer_for
+from titans_cli.training.config import TrainConfig, load_train_config
 from titans_cli.training.data import BatchMaker
 from titans_cli.training.presets import preset
 from titans_cli.training.validation import validate
@@ -41,6 +45,20 @@ def main() -> None:
         batches = BatchMaker(dataclasses.replace(config, model=model.config))
         result = validate(model, batches, args.batches, PIECE_TOKENS)
         print(json.dumps({"model": name, "batches": args.batches, "length": config.data.held_out_length, **result}))
+    print(json.dumps({"peers_on_lm_rows": compressor_bits(config, args.batches)}))
+
+
+def compressor_bits(config: TrainConfig, n_batches: int) -> dict[str, float]:
+    """Mean gzip / xz bits per byte over the held-out plain-text rows, each row compressed on its own."""
+    batches, tokenizer = BatchMaker(config), tokenizer_for(config.model.tokenizer)
+    rows = []
+    for index in range(n_batches):
+        batch = batches.held_out_batch(index)
+        for row, component in enumerate(batch.components):
+            if component == "lm":
+                ids = torch.cat([batch.tokens[row], batch.targets[row, -1:]])
+                rows.append(compressed_bits_per_base(tokenizer.decode(ids.tolist())))
+    return {name: sum(r[name] for r in rows) / len(rows) for name in ("gzip", "xz")} if rows else {}
 
 
 if __name__ == "__main__":
