@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark peer: titans-pytorch (PyPI, 0.5.5) measured on CPU.
+"""Benchmark peer: titans-pytorch (PyPI, 0.5.5) measured on CPU (or CUDA with --device cuda).
 
 Run with the peer venv's interpreter (see bench/peer_env.sh), never ours:
 
@@ -10,8 +10,8 @@ JSON line on stdout (diagnostics go to stderr).
 
 Modes
   model   MemoryAsContextTransformer forward (eval, no_grad) over --tokens random
-          byte tokens, batch 1, one call.
-  memory  one NeuralMemory layer alone over random input [1, --tokens, --dim].
+          byte tokens, --batch streams, one call.
+  memory  one NeuralMemory layer alone over random input [--batch, --tokens, --dim].
   stream  stream --tokens tokens in --piece-sized calls carrying state.
           --stream-impl memory (default): NeuralMemory layer, carrying the
             NeuralMemState returned by forward(seq, state=...).
@@ -22,6 +22,7 @@ Modes
           --check-split additionally runs the whole stream in one call and
           reports the max abs difference of the outputs (split invariance).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,11 +39,17 @@ from importlib.metadata import version
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", choices=["model", "memory", "stream"], required=True)
-    p.add_argument("--tokens", type=int, default=None,
-                   help="tokens per timed run (default 8192; stream: total stream length, default 32768)")
+    p.add_argument(
+        "--tokens",
+        type=int,
+        default=None,
+        help="tokens per timed run (default 8192; stream: total stream length, default 32768)",
+    )
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs (same shape as a timed run)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs; tokens/s is the median")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (model and memory modes)")
+    p.add_argument("--batch", type=int, default=1, help="streams per call (model and memory modes)")
     p.add_argument("--seed", type=int, default=0)
     # model dims (defaults = the agreed peer config)
     p.add_argument("--num-tokens", type=int, default=256)
@@ -62,9 +69,13 @@ def parse_args(argv=None):
     p.add_argument("--mem-depth", type=int, default=2, help="MemoryMLP depth")
     p.add_argument("--mem-expansion", type=float, default=2.0, help="MemoryMLP expansion_factor")
     p.add_argument("--chunk-size", type=int, default=64, help="NeuralMemory chunk_size (memory/stream modes)")
-    p.add_argument("--mem-batch-size", type=int, default=None,
-                   help="NeuralMemory batch_size / MAC neural_memory_batch_size (default None = library default: "
-                        "gradients at the initial memory weights for the whole call)")
+    p.add_argument(
+        "--mem-batch-size",
+        type=int,
+        default=None,
+        help="NeuralMemory batch_size / MAC neural_memory_batch_size (default None = library default: "
+        "gradients at the initial memory weights for the whole call)",
+    )
     # streaming
     p.add_argument("--stream-impl", choices=["memory", "mac-cached"], default="memory")
     p.add_argument("--piece", type=int, default=8192, help="tokens per streaming call (mac-cached: prompt length)")
@@ -109,16 +120,18 @@ def build_mem(a):
     return NeuralMemory(dim=a.dim, chunk_size=a.chunk_size, batch_size=a.mem_batch_size, **memory_kwargs(a)).eval()
 
 
-def timed(fn, warmup, repeats):
-    """Returns (last result, warm-up seconds list, timed seconds list)."""
+def timed(fn, warmup, repeats, sync=lambda: None):
+    """Returns (last result, warm-up seconds list, timed seconds list); `sync` waits for the device."""
     warm, times, out = [], [], None
     for _ in range(warmup):
         t0 = time.perf_counter()
         out = fn()
+        sync()
         warm.append(time.perf_counter() - t0)
     for _ in range(repeats):
         t0 = time.perf_counter()
         out = fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return out, warm, times
 
@@ -135,33 +148,35 @@ def main(argv=None):
     extra = {}
 
     t_build = time.perf_counter()
+    device = torch.device(a.device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     if a.mode == "model":
-        net = build_mac(a)
-        x = torch.randint(0, a.num_tokens, (1, a.tokens))
+        net = build_mac(a).to(device)
+        x = torch.randint(0, a.num_tokens, (a.batch, a.tokens), device=device)
         build_s = time.perf_counter() - t_build
 
         def run():
             with torch.no_grad():
                 return net(x)
 
-        out, warm, times = timed(run, a.warmup, a.repeats)
+        out, warm, times = timed(run, a.warmup, a.repeats, sync)
         extra["output_shape"] = list(out.shape)
         extra["output_finite"] = bool(torch.isfinite(out).all())
-        tokens_per_run = a.tokens
+        tokens_per_run = a.tokens * a.batch
 
     elif a.mode == "memory":
-        net = build_mem(a)
-        x = torch.randn(1, a.tokens, a.dim)
+        net = build_mem(a).to(device)
+        x = torch.randn(a.batch, a.tokens, a.dim, device=device)
         build_s = time.perf_counter() - t_build
 
         def run():
             with torch.no_grad():
                 return net(x)
 
-        (out, _state), warm, times = timed(run, a.warmup, a.repeats)
+        (out, _state), warm, times = timed(run, a.warmup, a.repeats, sync)
         extra["output_shape"] = list(out.shape)
         extra["output_finite"] = bool(torch.isfinite(out).all())
-        tokens_per_run = a.tokens
+        tokens_per_run = a.tokens * a.batch
 
     else:  # stream
         pieces = [a.piece] * (a.tokens // a.piece)
@@ -170,8 +185,10 @@ def main(argv=None):
 
         if a.stream_impl == "memory":
             if a.piece % a.chunk_size and a.piece != 1:
-                log(f"warning: piece {a.piece} is not a multiple of chunk_size {a.chunk_size}; titans-pytorch "
-                    "0.5.5 then raises a shape error or is not split invariant (see bench/PEER_NOTES.md)")
+                log(
+                    f"warning: piece {a.piece} is not a multiple of chunk_size {a.chunk_size}; titans-pytorch "
+                    "0.5.5 then raises a shape error or is not split invariant (see bench/PEER_NOTES.md)"
+                )
             net = build_mem(a)
             x = torch.randn(1, a.tokens, a.dim)
             build_s = time.perf_counter() - t_build
@@ -204,16 +221,23 @@ def main(argv=None):
                 with torch.no_grad():
                     seq_len_with_mem = net.seq_len_with_longterm_mem(a.tokens)
                     axial_dims = net.axial_pos_emb.maybe_derive_outer_dim(
-                        seq_len_with_mem, (net.neural_memory_segment_len,))
+                        seq_len_with_mem, (net.neural_memory_segment_len,)
+                    )
                     fpe = net.axial_pos_emb(axial_dims, return_factorized=True)
                     t0 = time.perf_counter()
-                    logits, cache = net(x[:, :prompt_len], disable_flex_attn=True, cache=None,
-                                        return_cache=True, factorized_pos_emb=fpe)
+                    logits, cache = net(
+                        x[:, :prompt_len], disable_flex_attn=True, cache=None, return_cache=True, factorized_pos_emb=fpe
+                    )
                     t_prompt = time.perf_counter() - t0
                     outs = [logits]
                     for i in range(prompt_len, a.tokens):
-                        logits, cache = net(x[:, :i + 1], disable_flex_attn=True, cache=cache,
-                                            return_cache=True, factorized_pos_emb=fpe)
+                        logits, cache = net(
+                            x[:, : i + 1],
+                            disable_flex_attn=True,
+                            cache=cache,
+                            return_cache=True,
+                            factorized_pos_emb=fpe,
+                        )
                         if logits is not None:  # None on longterm-mem slots
                             outs.append(logits[:, -1:])
                     t_tokens = time.perf_counter() - t0 - t_prompt

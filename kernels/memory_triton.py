@@ -21,9 +21,13 @@ On-chip budget (ptxas for sm_90, Triton 3.9; TRITON_NOTES.md has the table). The
 floats, lives in registers: activations are held feature-major, [features, C], so the state is always
 the register operand of a tensor-core product and only chunk-sized tiles are staged in shared memory.
 Every configuration takes 255 registers per thread and spills some of the state to local memory (about
-1 KiB per thread at d=32, depth 2, C=16; 6 KiB at d=64, depth 2, C=64; 10 KiB at d=128, depth 2):
-correct, served from L1/L2, slower. Shared memory grows with (widest layer × C) and with C²: d=64,
-depth 2, C=64 needs 192 KiB (an sm_90 SM has 227 KiB, sm_80 163 KiB). Larger ones are refused.
+1 KiB per thread at d=32, depth 2, C=16; 6 KiB at d=64, depth 2, C=64): correct, served from L1/L2,
+slower. Shared memory grows with (widest layer × C) and with C²: d=64, depth 2, C=64 needs 192 KiB (an
+sm_90 SM has 227 KiB, sm_80 163 KiB). Larger ones are refused.
+
+Verified on an H200 (Triton 3.6, 2026-11-22; TRITON_NOTES.md): every configuration `triton_supported`
+accepts, in float32, float16 and bfloat16, against the torch form. Configurations that failed or never
+ran there are refused, so the dispatcher keeps the torch form for them.
 """
 
 from __future__ import annotations
@@ -50,7 +54,13 @@ HEAD_DIMS = (16, 32, 64, 128)
 CHUNK_SIZES = (16, 32, 64, 128)
 MAX_DEPTH = 3
 MAX_HIDDEN = 256  # e·d; tl.arange needs a power of two, and wider tiles no longer fit on chip
-MAX_STATE_FLOATS = 131072  # d=128, depth 2, e=2 (512 KiB): already spills to local memory (TRITON_NOTES.md)
+# d=64, depth 3, e=2 (256 KiB), the largest state verified on a GPU. d=128 at depth 2 (131072 floats) compiled
+# offline but its kernel never finished compiling within a GPU session's time; it stays on the torch form.
+MAX_STATE_FLOATS = 65536
+# At C=16 a deep memory runs on 4 warps: with 8, Triton 3.6 built kernels that made illegal memory accesses
+# on an H200 (d=32 depth 3, d=64 depth 2 and 3). 4 warps ran correctly up to this state size; beyond it
+# (d=64 depth 3) nothing was verified, so such a memory at C=16 is refused.
+MAX_STATE_FLOATS_C16 = 32768
 # Largest (widest layer × C) activation tile and chunk per depth. Beyond these the kernel needs more than
 # the 227 KiB of shared memory an sm_90 SM offers (ptxas figures in TRITON_NOTES.md), so it is refused
 # up front instead of after a minute of compiling; smaller GPUs are caught at launch (`_launching`).
@@ -99,6 +109,9 @@ def _config_problem(kernel: str, head_dim: int, hidden: int, depth: int, chunk_s
     widest = head_dim if depth == 1 else hidden
     if kernel == "recurrence" and (widest * chunk_size > max_tile or chunk_size > max_chunk):
         return f"depth {depth}, width {widest}, chunk {chunk_size} needs more shared memory than sm_90 has"
+    deep_c16 = kernel == "recurrence" and depth > 1 and chunk_size == 16
+    if deep_c16 and _state_floats(head_dim, hidden, depth) > MAX_STATE_FLOATS_C16:
+        return f"a depth-{depth} memory of width {hidden} at chunk 16 was never verified on a GPU"
     return ""
 
 
@@ -126,8 +139,11 @@ def _state_floats(head_dim: int, hidden: int, depth: int) -> int:
     return 2 * head_dim * head_dim if depth == 1 else 2 * hidden * (2 * head_dim + (depth - 2) * hidden)
 
 
-def _num_warps(head_dim: int, hidden: int, depth: int) -> int:
-    """More warps for bigger state tiles, so each thread holds fewer registers (see TRITON_NOTES.md)."""
+def _num_warps(head_dim: int, hidden: int, depth: int, chunk_size: int = 0) -> int:
+    """More warps for bigger state tiles, so each thread holds fewer registers (see TRITON_NOTES.md), except
+    for a deep memory's recurrence at C=16 (`chunk_size`; 0 for the read kernel): see MAX_STATE_FLOATS_C16."""
+    if depth > 1 and chunk_size == 16:
+        return 4
     return 4 if _state_floats(head_dim, hidden, depth) <= 8192 else 8
 
 
@@ -428,7 +444,7 @@ def memory_recurrence_triton(
             theta.detach().contiguous(), log_eta.detach().contiguous(), log_keep.detach().contiguous(),
             *state, y, surprise, length, float(grad_clip),
             D=head_dim, HID=hidden, C=chunk_size, DEPTH=depth, PRECISION=input_precision, CLIP=grad_clip > 0,
-            num_warps=_num_warps(head_dim, hidden, depth), num_stages=1,
+            num_warps=_num_warps(head_dim, hidden, depth, chunk_size), num_stages=1,
         )  # fmt: skip
     return RecurrenceResult(y, w_out, s_out, surprise)
 
@@ -439,7 +455,7 @@ def mlp_read_triton(
     """M(q) with fixed weights (MAC's segment read), queries [B, H, T, d] → float32 [B, H, T, d].
 
     One program per `block` tokens of one (b, h); by default 64, fewer for a wide memory (activation tiles
-    ≤ 8192 floats: at d=128, depth 2, block 32 spills 0.9 KiB per thread on sm_90, block 64 2.2 KiB).
+    ≤ 8192 floats: wider tiles spilled more registers on sm_90, TRITON_NOTES.md).
     """
     if triton is None:
         raise TritonUnsupported("triton is not installed")

@@ -191,9 +191,10 @@ def test_unsupported_configurations_are_refused_clearly():
     assert not mt.triton_supported(32, 2, 8, "cuda")  # tl.dot needs ≥ 16
     assert not mt.triton_supported(32, 4, 64, "cuda")
     assert not mt.triton_supported(128, 2, 64, "cuda", hidden=512)
-    assert mt.triton_supported(128, 2, 32, "cuda") and mt.triton_supported(64, 1, 128, "cuda")
-    assert not mt.triton_supported(128, 2, 64, "cuda")  # more shared memory than an sm_90 SM has
-    assert not mt.triton_supported(64, 2, 128, "cuda")
+    assert mt.triton_supported(64, 3, 32, "cuda") and mt.triton_supported(64, 1, 128, "cuda")
+    assert not mt.triton_supported(128, 2, 32, "cuda")  # a state never verified on a GPU
+    assert mt.triton_supported(64, 2, 16, "cuda") and not mt.triton_supported(64, 3, 16, "cuda")  # idem
+    assert not mt.triton_supported(64, 2, 128, "cuda")  # more shared memory than an sm_90 SM has
     args = random_inputs(2, 20, 32, seed=1)
     with pytest.raises(mt.TritonUnsupported, match="chunk size 8"):
         mt.memory_recurrence_triton(*args, chunk_size=8)
@@ -238,18 +239,19 @@ def test_gpu_every_supported_shape(width, depth, chunk, dtype):
 
 
 def _check_on_gpu(width, depth, chunk, dtype):
+    """Half-precision q/k/v are compared with the torch form on the same rounded values: the kernel computes
+    in float32 whatever it reads (the rounding itself moved bf16 results by up to 1.2e-2: TRITON_NOTES.md)."""
     assert mt.triton_supported(width, depth, chunk, "cuda")
     args = random_inputs(depth, 3 * chunk + chunk // 2 + 1, width, seed=width + depth + chunk, heads=3)
     cast = [t.to(dtype) for t in args[:3]] + args[3:]
-    tol = 1e-4 if dtype == torch.float32 else 1e-2
     try:
         got = mt.memory_recurrence_triton(*cast, chunk_size=chunk)
         read = mt.mlp_read_triton(args[6], cast[0])
     except mt.TritonUnsupported as error:  # the documented fallback: too much shared memory for this GPU
         assert "does not fit" in str(error)
         pytest.skip(str(error))
-    assert_close(got, memory_recurrence_chunked(*float64(args), chunk_size=chunk), tol)
-    assert relative_error(read, mlp_forward([w.double() for w in args[6]], args[0].double())) <= tol
+    assert_close(got, memory_recurrence_chunked(*float64(cast), chunk_size=chunk), 1e-4)
+    assert relative_error(read, mlp_forward([w.double() for w in args[6]], cast[0].double())) <= 1e-4
 
 
 @pytest.mark.skipif(not ON_GPU, reason="needs a CUDA GPU; the interpreter runs the tests above")
