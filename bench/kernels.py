@@ -1,6 +1,6 @@
 """Tokens/s of the memory recurrence: each fast path against the plain chunked torch path, same run.
 
-    python bench/kernels.py [--device cpu|cuda] [--tokens 1048576] [--piece 16384] [--batch 1 8]
+    python bench/kernels.py [--device cpu|cuda] [--tokens 1048576] [--model-tokens N] [--piece 16384] [--batch 1 8]
                             [--levels recurrence layer model] [--repeats 3] [--threads 2]
                             [--peer-tokens 8192] [--peer-python PATH] [--no-peer]
 
@@ -213,6 +213,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--tokens", type=int, default=1 << 20, help="tokens per run, over all streams")
+    parser.add_argument("--model-tokens", type=int, default=None, help="--tokens for the model level")
     parser.add_argument("--piece", type=int, default=16384, help="tokens per call and stream (× chunk)")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     levels = ["recurrence", "layer", "model"]
@@ -246,7 +247,7 @@ def main() -> None:
     with torch.no_grad():
         for level in args.levels:
             for batch in args.batch:
-                length = args.tokens // batch
+                length = (args.model_tokens if level == "model" and args.model_tokens else args.tokens) // batch
                 piece = min(args.piece, length)
                 length = length // piece * piece
                 if level == "recurrence":

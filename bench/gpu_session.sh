@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# What issue #5 needs a GPU for, in two calls of under ten minutes each on an H200:
+#
+#   bash bench/gpu_session.sh OUTDIR correctness   # bench/kernel_errors.py, then the GPU tests
+#   bash bench/gpu_session.sh OUTDIR speed         # bench/kernels.py: layer, model, peers
+#
+# Each step has its own time limit and writes OUTDIR/<step>.txt as it goes, so a step that runs long
+# costs only itself. Needs pytest-xdist for the tests; the peer runs under PEER_PYTHON (default python3),
+# which must import titans_pytorch (bench/peer_env.sh makes such an environment where pip can reach PyPI).
+set -u
+out=${1:?usage: gpu_session.sh OUTDIR correctness|speed}
+mkdir -p "$out"
+PEER_PYTHON=${PEER_PYTHON:-python3}
+
+step() {
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name, limit ${limit}s, $(date -u +%T) UTC"
+    timeout "$limit" "$@" >"$out/$name.txt" 2>&1
+    echo "   exit $?"
+    tail -n 20 "$out/$name.txt" | cut -c1-300
+}
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+case ${2:-} in
+correctness)
+    step kernel_errors 240 python3 bench/kernel_errors.py --jobs 16
+    step gpu_tests 300 python3 -m pytest -q -p no:cacheprovider -n 16 -m "slow or not slow" tests/test_kernel_triton.py
+    ;;
+speed)
+    step bench_layers 180 python3 bench/kernels.py --device cuda --tokens 1048576 --batch 1 64 \
+        --levels recurrence layer --repeats 2 --no-peer
+    step bench_model 360 python3 bench/kernels.py --device cuda --tokens 1048576 --model-tokens 65536 \
+        --batch 1 64 --levels model --repeats 2 --peer-python "$PEER_PYTHON" --peer-tokens 16384
+    ;;
+*)
+    echo "usage: gpu_session.sh OUTDIR correctness|speed" >&2
+    exit 2
+    ;;
+esac
