@@ -4,9 +4,12 @@
 #   bash bench/gpu_session.sh OUTDIR correctness   # bench/kernel_errors.py, then the GPU tests
 #   bash bench/gpu_session.sh OUTDIR speed         # bench/kernels.py: layer, model, peers
 #
-# Each step has its own time limit and writes OUTDIR/<step>.txt as it goes, so a step that runs long
-# costs only itself. Needs pytest-xdist for the tests; the peer runs under PEER_PYTHON (default python3),
-# which must import titans_pytorch (bench/peer_env.sh makes such an environment where pip can reach PyPI).
+# Run from the repository root after `pip install -e .` (titans_cli.kernels lives in kernels/ through the
+# package-dir mapping, so the tree alone does not import). Each step has its own time limit and writes
+# OUTDIR/<step>.txt as it goes, so a step that runs long costs only itself. The tests need pytest-xdist;
+# the peer runs under PEER_PYTHON (default python3), which must import titans_pytorch 0.5.5 and its
+# dependencies (bench/peer_env.sh makes such an environment where pip reaches PyPI; on a machine without
+# network, install them from wheels first).
 set -u
 out=${1:?usage: gpu_session.sh OUTDIR correctness|speed}
 mkdir -p "$out"
@@ -22,7 +25,8 @@ step() {
 }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+python3 -c "import torch, triton, titans_cli.kernels; print('torch', torch.__version__, 'triton', triton.__version__)" ||
+    { echo "install the project first: pip install -e ." >&2; exit 2; }
 case ${2:-} in
 correctness)
     step kernel_errors 240 python3 bench/kernel_errors.py --jobs 16
@@ -31,7 +35,7 @@ correctness)
 speed)
     step bench_layers 180 python3 bench/kernels.py --device cuda --tokens 1048576 --batch 1 64 \
         --levels recurrence layer --repeats 2 --no-peer
-    step bench_model 360 python3 bench/kernels.py --device cuda --tokens 1048576 --model-tokens 65536 \
+    step bench_model 360 python3 bench/kernels.py --device cuda --tokens 65536 \
         --batch 1 64 --levels model --repeats 2 --peer-python "$PEER_PYTHON" --peer-tokens 16384
     ;;
 *)

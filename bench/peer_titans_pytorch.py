@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark peer: titans-pytorch (PyPI, 0.5.5) measured on CPU (or CUDA with --device cuda).
+"""Benchmark peer: titans-pytorch (PyPI, 0.5.5) measured on CPU (or CUDA: --device cuda).
 
 Run with the peer venv's interpreter (see bench/peer_env.sh), never ours:
 
@@ -22,7 +22,6 @@ Modes
           --check-split additionally runs the whole stream in one call and
           reports the max abs difference of the outputs (split invariance).
 """
-
 from __future__ import annotations
 
 import argparse
@@ -39,12 +38,8 @@ from importlib.metadata import version
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", choices=["model", "memory", "stream"], required=True)
-    p.add_argument(
-        "--tokens",
-        type=int,
-        default=None,
-        help="tokens per timed run (default 8192; stream: total stream length, default 32768)",
-    )
+    p.add_argument("--tokens", type=int, default=None,
+                   help="tokens per timed run (default 8192; stream: total stream length, default 32768)")
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs (same shape as a timed run)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs; tokens/s is the median")
     p.add_argument("--threads", type=int, default=2)
@@ -69,18 +64,16 @@ def parse_args(argv=None):
     p.add_argument("--mem-depth", type=int, default=2, help="MemoryMLP depth")
     p.add_argument("--mem-expansion", type=float, default=2.0, help="MemoryMLP expansion_factor")
     p.add_argument("--chunk-size", type=int, default=64, help="NeuralMemory chunk_size (memory/stream modes)")
-    p.add_argument(
-        "--mem-batch-size",
-        type=int,
-        default=None,
-        help="NeuralMemory batch_size / MAC neural_memory_batch_size (default None = library default: "
-        "gradients at the initial memory weights for the whole call)",
-    )
+    p.add_argument("--mem-batch-size", type=int, default=None,
+                   help="NeuralMemory batch_size / MAC neural_memory_batch_size (default None = library default: "
+                        "gradients at the initial memory weights for the whole call)")
     # streaming
     p.add_argument("--stream-impl", choices=["memory", "mac-cached"], default="memory")
     p.add_argument("--piece", type=int, default=8192, help="tokens per streaming call (mac-cached: prompt length)")
     p.add_argument("--check-split", action="store_true", help="stream mode: compare against one unsplit call")
     a = p.parse_args(argv)
+    if a.mode == "stream" and (a.device != "cpu" or a.batch != 1):
+        p.error("--device and --batch apply to the model and memory modes only")
     if a.tokens is None:
         a.tokens = 32768 if a.mode == "stream" else 8192
     return a
@@ -185,10 +178,8 @@ def main(argv=None):
 
         if a.stream_impl == "memory":
             if a.piece % a.chunk_size and a.piece != 1:
-                log(
-                    f"warning: piece {a.piece} is not a multiple of chunk_size {a.chunk_size}; titans-pytorch "
-                    "0.5.5 then raises a shape error or is not split invariant (see bench/PEER_NOTES.md)"
-                )
+                log(f"warning: piece {a.piece} is not a multiple of chunk_size {a.chunk_size}; titans-pytorch "
+                    "0.5.5 then raises a shape error or is not split invariant (see bench/PEER_NOTES.md)")
             net = build_mem(a)
             x = torch.randn(1, a.tokens, a.dim)
             build_s = time.perf_counter() - t_build
@@ -221,23 +212,16 @@ def main(argv=None):
                 with torch.no_grad():
                     seq_len_with_mem = net.seq_len_with_longterm_mem(a.tokens)
                     axial_dims = net.axial_pos_emb.maybe_derive_outer_dim(
-                        seq_len_with_mem, (net.neural_memory_segment_len,)
-                    )
+                        seq_len_with_mem, (net.neural_memory_segment_len,))
                     fpe = net.axial_pos_emb(axial_dims, return_factorized=True)
                     t0 = time.perf_counter()
-                    logits, cache = net(
-                        x[:, :prompt_len], disable_flex_attn=True, cache=None, return_cache=True, factorized_pos_emb=fpe
-                    )
+                    logits, cache = net(x[:, :prompt_len], disable_flex_attn=True, cache=None,
+                                        return_cache=True, factorized_pos_emb=fpe)
                     t_prompt = time.perf_counter() - t0
                     outs = [logits]
                     for i in range(prompt_len, a.tokens):
-                        logits, cache = net(
-                            x[:, : i + 1],
-                            disable_flex_attn=True,
-                            cache=cache,
-                            return_cache=True,
-                            factorized_pos_emb=fpe,
-                        )
+                        logits, cache = net(x[:, :i + 1], disable_flex_attn=True, cache=cache,
+                                            return_cache=True, factorized_pos_emb=fpe)
                         if logits is not None:  # None on longterm-mem slots
                             outs.append(logits[:, -1:])
                     t_tokens = time.perf_counter() - t0 - t_prompt
