@@ -1,6 +1,6 @@
 """Can the text-tiny architecture learn to copy, by attention and by its memory? Trained from scratch.
 
-    python bench/learns_to_copy.py near|far|far-gap [--steps 1500] [--seed 0]
+    python bench/learns_to_copy.py near|far|far-gap [--steps 1500] [--seed 0] [--device cuda]
 
 Every training window is random bytes in which a stretch A repeats; the loss on the second copy (its
 first token excluded: nothing predicts it) falls below 8 bits per token only if the model copies.
@@ -36,10 +36,11 @@ def main() -> None:
     parser.add_argument("layout", choices=LAYOUTS)
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
-    model = TitansModel(preset("text-tiny").model)
+    model = TitansModel(preset("text-tiny").model).to(args.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0, betas=(0.9, 0.95))
     length, gap = LAYOUTS[args.layout]
     generator = torch.Generator().manual_seed(1000 + args.seed)
@@ -48,7 +49,7 @@ def main() -> None:
     for step in range(args.steps + 1):
         stretch = torch.randint(0, 256, (BATCH, length), generator=generator)
         between = torch.randint(0, 256, (BATCH, gap), generator=generator)
-        window = torch.cat([stretch, between, stretch], 1)
+        window = torch.cat([stretch, between, stretch], 1).to(args.device)
         logits, _ = model(window[:, :-1])
         losses = F.cross_entropy(logits.flatten(0, 1), window[:, 1:].flatten(), reduction="none").view(BATCH, -1)
         if step % 50 == 0:

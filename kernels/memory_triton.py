@@ -25,10 +25,10 @@ Every configuration takes 255 registers per thread and spills some of the state 
 slower. Shared memory grows with (widest layer × C) and with C²: d=64, depth 2, C=64 needs 192 KiB (an
 sm_90 SM has 227 KiB, sm_80 163 KiB). Larger ones are refused.
 
-Run on an H200 (Triton 3.6, 2026-11-22; TRITON_NOTES.md): every shape `triton_supported` accepts, without
-the gradient clip, in float32, float16 and bfloat16, matched the torch form; with the clip, three shapes
-(d=32; depth 1, 2, 3). Shapes that failed there or never ran are refused, so the dispatcher keeps the torch
-form for them; so is any expansion but 2, the only one run there.
+Run on an H200 (Triton 3.6, 2026-11-22; TRITON_NOTES.md): every shape `triton_supported` accepts, in
+float32, float16 and bfloat16, matched the torch form, d=128 at depth 2 included; with the gradient clip,
+three shapes (d=32; depth 1, 2, 3). Shapes that failed there or never ran are refused, so the dispatcher
+keeps the torch form for them; so is any expansion but 2, the only one run there.
 """
 
 from __future__ import annotations
@@ -54,13 +54,13 @@ INTERPRETED = triton is not None and bool(triton.knobs.runtime.interpret)
 HEAD_DIMS = (16, 32, 64, 128)
 CHUNK_SIZES = (16, 32, 64, 128)
 MAX_DEPTH = 3
-# d=64, depth 3, e=2 (256 KiB), the largest state verified on a GPU. d=128 at depth 2 (131072 floats) compiled
-# offline, but on the H200 it gave no result within the time limits of the runs; it stays on the torch form.
-MAX_STATE_FLOATS = 65536
-# At C=16 a deep memory runs on 4 warps: with 8, Triton 3.6 built kernels that made illegal memory accesses
-# on an H200 (d=32 depth 3, d=64 depth 2 and 3). 4 warps ran correctly up to this state size; beyond it
-# (d=64 depth 3) nothing was verified, so such a memory at C=16 is refused.
-MAX_STATE_FLOATS_C16 = 32768
+# d=128, depth 2, e=2 (512 KiB), the largest state verified on a GPU (TRITON_NOTES.md, "On a GPU"). It does
+# not fit in a program's registers and spills to local memory, so it is correct but slow.
+MAX_STATE_FLOATS = 131072
+# At C=16 Triton 3.6 builds deep memories with 8 warps that make illegal memory accesses on an H200 (d=32
+# depth 3, d=64 depth 2 and 3); up to this state size they run correctly on 4 warps. d=128 depth 2 at C=16
+# ran correctly on 8 warps, and on 4 it did not finish compiling within 8 minutes.
+MAX_STATE_FLOATS_C16_4_WARPS = 65536
 # Largest (widest layer × C) activation tile and chunk per depth. Beyond these the kernel needs more than
 # the 227 KiB of shared memory an sm_90 SM offers (ptxas figures in TRITON_NOTES.md), so it is refused
 # up front instead of after a minute of compiling; smaller GPUs are caught at launch (`_launching`).
@@ -110,9 +110,6 @@ def _config_problem(kernel: str, head_dim: int, hidden: int, depth: int, chunk_s
     widest = head_dim if depth == 1 else hidden
     if kernel == "recurrence" and (widest * chunk_size > max_tile or chunk_size > max_chunk):
         return f"depth {depth}, width {widest}, chunk {chunk_size} needs more shared memory than sm_90 has"
-    deep_c16 = kernel == "recurrence" and depth > 1 and chunk_size == 16
-    if deep_c16 and state_floats > MAX_STATE_FLOATS_C16:
-        return f"a depth-{depth} memory of width {hidden} at chunk 16 was never verified on a GPU"
     return ""
 
 
@@ -142,10 +139,12 @@ def _state_floats(head_dim: int, hidden: int, depth: int) -> int:
 
 def _num_warps(head_dim: int, hidden: int, depth: int, chunk_size: int = 0) -> int:
     """More warps for bigger state tiles, so each thread holds fewer registers (see TRITON_NOTES.md), except
-    for a deep memory's recurrence at C=16 (`chunk_size`; 0 for the read kernel): see MAX_STATE_FLOATS_C16."""
-    if depth > 1 and chunk_size == 16:
+    for a deep memory's recurrence at C=16 (`chunk_size`; 0 for the read kernel): see
+    MAX_STATE_FLOATS_C16_4_WARPS."""
+    state_floats = _state_floats(head_dim, hidden, depth)
+    if depth > 1 and chunk_size == 16 and state_floats <= MAX_STATE_FLOATS_C16_4_WARPS:
         return 4
-    return 4 if _state_floats(head_dim, hidden, depth) <= 8192 else 8
+    return 4 if state_floats <= 8192 else 8
 
 
 if triton is not None:

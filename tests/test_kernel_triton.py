@@ -201,9 +201,12 @@ def test_unsupported_configurations_are_refused_clearly():
     assert not mt.triton_supported(128, 2, 64, "cuda", hidden=512)
     assert not mt.triton_supported(32, 2, 32, "cuda", hidden=128)  # expansion 4 never ran on a GPU
     assert mt.triton_supported(64, 3, 32, "cuda") and mt.triton_supported(64, 1, 128, "cuda")
-    assert not mt.triton_supported(128, 2, 32, "cuda")  # a state never verified on a GPU
-    assert not mt.triton_supported(64, 3, 16, "cuda")  # idem, at chunk 16
-    assert mt.triton_supported(64, 2, 16, "cuda") and mt._num_warps(64, 128, 2, 16) == 4  # 8 faulted on an H200
+    assert mt.triton_supported(128, 2, 16, "cuda") and mt.triton_supported(128, 2, 32, "cuda")
+    assert not mt.triton_supported(128, 3, 16, "cuda")  # a state never verified on a GPU
+    assert not mt.triton_supported(128, 2, 64, "cuda")  # more shared memory than an sm_90 SM has
+    # Deep memories at C=16: 8 warps faulted on an H200 up to d=64 depth 3; d=128 depth 2 ran only on 8.
+    assert mt._num_warps(64, 128, 2, 16) == 4 and mt._num_warps(64, 128, 3, 16) == 4
+    assert mt._num_warps(128, 256, 2, 16) == 8 and mt._num_warps(64, 128, 2, 32) == 8
     assert not mt.triton_supported(64, 2, 128, "cuda")  # more shared memory than an sm_90 SM has
     args = random_inputs(2, 20, 32, seed=1)
     with pytest.raises(mt.TritonUnsupported, match="chunk size 8"):
