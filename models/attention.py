@@ -40,16 +40,24 @@ class _Attention(nn.Module):
         self.kv = nn.Linear(cfg.d_model, 2 * cfg.d_model, bias=False)
         self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
         self.persistent = nn.Parameter(torch.randn(cfg.n_persistent, cfg.d_model) * 0.02)
+        # Added to the rotary positions while a CUDA graph is captured (`GraphedStream`): a replay writes it,
+        # moving the captured positions to the replayed ones. None in eager use.
+        self.position_offset: Tensor | None = None
 
     def heads(self, x: Tensor) -> Tensor:
         return x.view(x.shape[0], x.shape[1], self.n_heads, self.head_dim).transpose(1, 2)
 
     def keys_values(self, x: Tensor, positions: Tensor | None) -> tuple[Tensor, Tensor]:
         k, v = (self.heads(t) for t in self.kv(x).chunk(2, dim=-1))
-        return (k if positions is None else rotate(k, positions, self.rope_base)), v
+        return (k if positions is None else self.rotate(k, positions)), v
 
     def query(self, x: Tensor, positions: Tensor) -> Tensor:
-        return rotate(self.heads(self.q(x)), positions, self.rope_base)
+        return self.rotate(self.heads(self.q(x)), positions)
+
+    def rotate(self, x: Tensor, positions: Tensor) -> Tensor:
+        if self.position_offset is not None:
+            positions = positions + self.position_offset
+        return rotate(x, positions, self.rope_base)
 
     def persistent_kv(self) -> tuple[Tensor, Tensor]:
         return self.keys_values(self.persistent[None], None)  # no position: visible from everywhere

@@ -24,6 +24,7 @@ from titans_cli.errors import UserError
 from titans_cli.memory_store import SURPRISE_SCHEMA, MemorySnapshot, MemoryStore, SourceRecord
 from titans_cli.model_registry import ModelRef, default_model, resolve_model
 from titans_cli.models import TitansModel, TitansState, tokenizer_for
+from titans_cli.models.graphed_stream import inference_stream
 from titans_cli.readers import Piece, ReadPosition, file_sha256, open_input
 from titans_cli.saved_memory import memory_model
 
@@ -202,7 +203,8 @@ class _Stream:
     """
 
     def __init__(self, model: TitansModel, snapshot: MemorySnapshot, base: int, reader, tokenizer):
-        self.model, self.snapshot, self.base, self.reader = model, snapshot, base, reader
+        self.snapshot, self.base, self.reader = snapshot, base, reader
+        self.model = inference_stream(model)
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
         self.state = TitansState.from_tensors(snapshot.state).to(self.device)

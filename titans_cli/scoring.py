@@ -22,6 +22,7 @@ import torch
 
 from titans_cli.evaluation.generate import expand_state
 from titans_cli.models import TitansModel, TitansState, tokenizer_for
+from titans_cli.models.graphed_stream import GraphedStream, inference_stream
 from titans_cli.readers import Piece
 
 LN2 = math.log(2)
@@ -53,13 +54,14 @@ def reverse_complement(sequence: bytes) -> bytes:
 class _Stream:
     """B parallel token streams fed in pieces; returns log P(token | everything before it)."""
 
-    def __init__(self, model: TitansModel, state: TitansState):
+    def __init__(self, model: TitansModel | GraphedStream, state: TitansState):
         self.model, self.state = model, state
         self.last: torch.Tensor | None = None  # log-probabilities at each stream's last position [B, V]
 
     @torch.no_grad()
     def feed(self, ids: torch.Tensor) -> torch.Tensor:
-        logits, self.state = self.model(ids, self.state)
+        out = self.model.stream(ids, self.state)
+        logits, self.state = out.logits, out.state
         logp = torch.log_softmax(logits.float(), dim=-1)
         out = torch.full(ids.shape, float("nan"), dtype=torch.float64)
         if self.last is not None:
@@ -80,9 +82,10 @@ class Scorer:
         self.start = start_state if start_state is not None else model.init_state(1)
         self.dna = model.config.tokenizer == "dna"
         self.carried: _Stream | None = None
+        self.streamer = inference_stream(model)  # one for every record: its CUDA graphs are captured once
 
     def _fresh(self, batch: int) -> _Stream:
-        return _Stream(self.model, expand_state(self.start, batch))
+        return _Stream(self.streamer, expand_state(self.start, batch))
 
     def _ids(self, data: bytes) -> torch.Tensor:
         return self.tokenizer.encode(data).to(self.device)

@@ -1,0 +1,71 @@
+"""GraphedStream: CUDA-graph replays of aligned blocks must give exactly the eager stream.
+
+The rotary offset that lets one captured graph serve every position is checked on any device; the
+graphs themselves need a GPU.
+"""
+
+import pytest
+import torch
+
+from titans_cli.models import TitansState
+from titans_cli.models.attention import _Attention
+from titans_cli.models.graphed_stream import GraphedStream, inference_stream
+
+from conftest import tiny_model
+
+ON_GPU = torch.cuda.is_available()
+
+
+def _flat(state: TitansState) -> list[torch.Tensor]:
+    return [t for layer in state.layers for _, t in sorted(layer.items())]
+
+
+@pytest.mark.parametrize("variant", ["mac", "mag"])
+def test_position_offset_moves_the_rotary_positions(variant):
+    model = tiny_model(variant)
+    tokens = torch.randint(0, 256, (2, 160))
+    with torch.no_grad():
+        state = model.stream(tokens[:, :96]).state
+        want = model.stream(tokens[:, 96:], state)
+        moved = TitansState(state.position - 64, state.layers)  # 64: whole chunks, segments and more
+        unshifted = model.stream(tokens[:, 96:], moved)
+        attentions = [m for m in model.modules() if isinstance(m, _Attention)]
+        for m in attentions:
+            m.position_offset = torch.tensor(64)
+        got = model.stream(tokens[:, 96:], moved)
+        for m in attentions:
+            m.position_offset = None
+    assert not torch.equal(unshifted.logits, want.logits)  # the absolute position matters...
+    assert torch.equal(got.logits, want.logits)  # ...and the offset restores it exactly
+    assert all(torch.equal(a, b) for a, b in zip(_flat(got.state), _flat(want.state)))
+
+
+def test_inference_stream_is_the_model_itself_off_cuda():
+    model = tiny_model()
+    assert inference_stream(model) is model
+
+
+@pytest.mark.skipif(not ON_GPU, reason="CUDA graphs need a GPU; the offset test above runs everywhere")
+@pytest.mark.parametrize("variant", ["mac", "mac-segment", "mag"])
+def test_gpu_replays_match_the_eager_stream(variant):
+    # chunk 16 and head width 16: the Triton kernels run inside the graph
+    model = tiny_model(variant, chunk_size=16, segment_len=32).cuda()
+    tokens = torch.randint(0, 256, (2, 4000), device="cuda")
+    streamer = GraphedStream(model)
+    assert streamer.block == 1024
+    with torch.no_grad():
+        want_a = model.stream(tokens[:, :37])
+        want_b = model.stream(tokens[:, 37:2500], want_a.state)  # unaligned start: head, two blocks, tail
+        want_c = model.stream(tokens[:, 2500:], want_b.state)  # one more block, at another position
+        got_a = streamer.stream(tokens[:, :37])
+        got_b = streamer.stream(tokens[:, 37:2500], got_a.state)
+        got_c = streamer.stream(tokens[:, 2500:], got_b.state)
+    # one state layout, so one graph, replayed at three positions
+    assert len(streamer.graphs) == 1 and None not in streamer.graphs.values()
+    for got, want in ((got_a, want_a), (got_b, want_b), (got_c, want_c)):
+        assert got.state.position == want.state.position
+        pairs = [(got.logits, want.logits), (got.surprise, want.surprise), *zip(_flat(got.state), _flat(want.state))]
+        for i, (a, b) in enumerate(pairs):  # cuBLAS may pick other kernels under capture: float32 rounding
+            assert a.shape == b.shape
+            if b.numel():  # MAC's attention cache is empty on a segment boundary
+                assert (a - b).abs().max() <= 1e-5 * b.abs().max(), (i, (a - b).abs().max(), b.abs().max())
