@@ -2,7 +2,7 @@
 # What issue #5 needs a GPU for, in two calls of under ten minutes each on an H200:
 #
 #   bash bench/gpu_session.sh OUTDIR correctness   # bench/kernel_errors.py, then the GPU tests
-#   bash bench/gpu_session.sh OUTDIR speed         # bench/kernels.py: layer, model, peers
+#   bash bench/gpu_session.sh OUTDIR speed         # bench/kernels.py (layer, model, peers), graphed stream
 #
 # Run from the repository root after `pip install -e .` (titans_cli.kernels lives in kernels/ through the
 # package-dir mapping, so the tree alone does not import). Each step has its own time limit and writes
@@ -13,6 +13,7 @@
 set -u
 out=${1:?usage: gpu_session.sh OUTDIR correctness|speed}
 mkdir -p "$out"
+out=$(cd "$out" && pwd)  # absolute: one step runs from bench/
 PEER_PYTHON=${PEER_PYTHON:-python3}
 
 step() {
@@ -30,13 +31,15 @@ python3 -c "import torch, triton, titans_cli.kernels; print('torch', torch.__ver
 case ${2:-} in
 correctness)
     step kernel_errors 320 python3 bench/kernel_errors.py --jobs 14
-    step gpu_tests 240 python3 -m pytest -q -p no:cacheprovider -n 16 -m "slow or not slow" tests/test_kernel_triton.py
+    step gpu_tests 240 python3 -m pytest -q -p no:cacheprovider -n 16 -m "slow or not slow" tests/test_kernel_triton.py \
+        tests/test_graphed_stream.py
     ;;
 speed)
     step bench_layers 180 python3 bench/kernels.py --device cuda --tokens 1048576 --batch 1 64 \
         --levels recurrence layer --repeats 2 --no-peer
-    step bench_model 360 python3 bench/kernels.py --device cuda --tokens 65536 \
+    step bench_model 270 python3 bench/kernels.py --device cuda --tokens 65536 \
         --batch 1 64 --levels model --repeats 2 --peer-python "$PEER_PYTHON" --peer-tokens 16384
+    (cd bench && step graphed_stream 120 python3 graphed_stream.py --batch 1 64 --tokens 32768 --repeats 2)
     ;;
 *)
     echo "usage: gpu_session.sh OUTDIR correctness|speed" >&2
