@@ -26,6 +26,7 @@ from titans_cli.models.state import TitansState
 from titans_cli.models.titans import StreamOutput, TitansModel
 
 GRAPH_TOKENS = 1024  # tokens per replay, rounded up to the alignment unit
+MAX_GRAPHS = 4  # state layouts (batch sizes, mostly) kept captured; each holds its own memory pool
 
 
 def inference_stream(model: TitansModel) -> TitansModel | GraphedStream:
@@ -50,6 +51,8 @@ class GraphedStream:
         if state is None:
             state = self.model.init_state(tokens.shape[0])
         length, start = tokens.shape[1], 0
+        if length < self.block:
+            return self.model.stream(tokens, state)
         outputs = []
         while start < length:
             head = -(state.position) % self.unit
@@ -67,6 +70,8 @@ class GraphedStream:
     def _block(self, tokens: Tensor, state: TitansState) -> StreamOutput:
         layout = (tuple(tokens.shape), *_layout(state))
         if layout not in self.graphs:
+            if len(self.graphs) == MAX_GRAPHS:
+                del self.graphs[next(iter(self.graphs))]  # the oldest
             self.graphs[layout] = _Captured.capture(self.model, tokens, state, self.offset)
         captured = self.graphs[layout]
         if captured is None:

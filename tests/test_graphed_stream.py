@@ -4,10 +4,13 @@ The rotary offset that lets one captured graph serve every position is checked o
 graphs themselves need a GPU.
 """
 
+import itertools
+from typing import ClassVar
+
 import pytest
 import torch
 
-from titans_cli.models import TitansState
+from titans_cli.models import TitansState, graphed_stream
 from titans_cli.models.attention import _Attention
 from titans_cli.models.graphed_stream import GraphedStream, inference_stream
 
@@ -38,6 +41,45 @@ def test_position_offset_moves_the_rotary_positions(variant):
     assert not torch.equal(unshifted.logits, want.logits)  # the absolute position matters...
     assert torch.equal(got.logits, want.logits)  # ...and the offset restores it exactly
     assert all(torch.equal(a, b) for a, b in zip(_flat(got.state), _flat(want.state)))
+
+
+class _RunsEagerly:
+    """Stands in for a captured graph on the CPU: `replay` runs the model and records where it was asked to."""
+
+    replays: ClassVar[list[tuple[int, int]]] = []
+
+    def __init__(self, model):
+        self.model = model
+
+    @classmethod
+    def capture(cls, model, tokens, state, offset):
+        return cls(model)
+
+    def replay(self, tokens, state, offset):
+        self.replays.append((state.position, tokens.shape[1]))
+        return self.model.stream(tokens, state)
+
+
+@pytest.mark.parametrize("variant", ["mac", "lmm"])
+def test_blocks_replay_on_aligned_positions_and_the_rest_runs_eagerly(variant, monkeypatch):
+    monkeypatch.setattr(graphed_stream, "_Captured", _RunsEagerly)
+    monkeypatch.setattr(graphed_stream, "GRAPH_TOKENS", 40)  # unit lcm(8, 16) = 16, so blocks of 48
+    monkeypatch.setattr(_RunsEagerly, "replays", [])
+    model = tiny_model(variant)
+    streamer = GraphedStream(model)
+    tokens = torch.randint(0, 256, (2, 400))
+    cuts = [0, 5, 60, 155, 203, 400]  # unaligned starts, calls shorter than a block or than one after alignment
+    with torch.no_grad():
+        want = model.stream(tokens)
+        state, logits = None, []
+        for a, b in itertools.pairwise(cuts):
+            out = streamer.stream(tokens[:, a:b], state)
+            state = out.state
+            logits.append(out.logits)
+    assert _RunsEagerly.replays == [(64, 48), (208, 48), (256, 48), (304, 48), (352, 48)]
+    assert state.position == 400 and (torch.cat(logits, 1) - want.logits).abs().max() <= 1e-5
+    for a, b in zip(_flat(state), _flat(want.state)):
+        assert a.shape == b.shape and (a.numel() == 0 or (a - b).abs().max() <= 1e-5)
 
 
 def test_inference_stream_is_the_model_itself_off_cuda():
