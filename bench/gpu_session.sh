@@ -30,8 +30,8 @@ python3 -c "import torch, triton, titans_cli.kernels; print('torch', torch.__ver
     { echo "install the project first: pip install -e ." >&2; exit 2; }
 case ${2:-} in
 correctness)
-    step kernel_errors 320 python3 bench/kernel_errors.py --jobs 14
-    step gpu_tests 240 python3 -m pytest -q -p no:cacheprovider -n 16 -m "slow or not slow" tests/test_kernel_triton.py \
+    step kernel_errors 250 python3 bench/kernel_errors.py --jobs 14
+    step gpu_tests 300 python3 -m pytest -q -p no:cacheprovider -n 16 -m "slow or not slow" tests/test_kernel_triton.py \
         tests/test_graphed_stream.py
     ;;
 speed)

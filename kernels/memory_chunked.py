@@ -30,7 +30,7 @@ def chunk_coefficients(theta: Tensor, log_eta: Tensor, log_keep: Tensor) -> tupl
     log_e = log_eta.cumsum(-1)  # log E_t
     log_b = log_keep.cumsum(-1)  # log β_t
     causal = torch.ones(n, n, dtype=torch.bool, device=theta.device).tril()
-    neg_inf = torch.tensor(float("-inf"), dtype=theta.dtype, device=theta.device)
+    neg_inf = torch.full((), float("-inf"), dtype=theta.dtype, device=theta.device)  # no host copy: graph-safe
     decay_keep = torch.where(causal, log_b[..., :, None] - log_b[..., None, :], neg_inf).exp()  # β_t/β_s
     decay_mom = torch.where(causal, log_e[..., :, None] - log_e[..., None, :], neg_inf).exp()  # E_s/E_i
     c = (decay_keep @ decay_mom) * theta[..., None, :]

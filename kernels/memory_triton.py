@@ -25,10 +25,11 @@ Every configuration takes 255 registers per thread and spills some of the state 
 slower. Shared memory grows with (widest layer × C) and with C²: d=64, depth 2, C=64 needs 192 KiB (an
 sm_90 SM has 227 KiB, sm_80 163 KiB). Larger ones are refused.
 
-Run on an H200 (Triton 3.6, 2026-11-22; TRITON_NOTES.md): every shape `triton_supported` accepts, in
-float32, float16 and bfloat16, matched the torch form, d=128 at depth 2 included; with the gradient clip,
-three shapes (d=32; depth 1, 2, 3). Shapes that failed there or never ran are refused, so the dispatcher
-keeps the torch form for them; so is any expansion but 2, the only one run there.
+Run on an H200 (Triton 3.6, 2026-11-22; TRITON_NOTES.md): every shape `triton_supported` accepts matched
+the torch form without the gradient clip in float32, float16 and bfloat16, d=128 at depth 2 included; with
+the clip only three shapes ran (d=32; depth 1, 2, 3), and the clip is not refused elsewhere. Shapes that
+failed there or never ran are refused, so the dispatcher keeps the torch form for them; so is any
+expansion but 2, the only one run there.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ MAX_DEPTH = 3
 MAX_STATE_FLOATS = 131072
 # At C=16 Triton 3.6 builds deep memories with 8 warps that make illegal memory accesses on an H200 (d=32
 # depth 3, d=64 depth 2 and 3); up to this state size they run correctly on 4 warps. d=128 depth 2 at C=16
-# ran correctly on 8 warps, and on 4 it did not finish compiling within 8 minutes.
+# ran correctly on 8 warps, and on 4 it gave no result within 480 s.
 MAX_STATE_FLOATS_C16_4_WARPS = 65536
 # Largest (widest layer × C) activation tile and chunk per depth. Beyond these the kernel needs more than
 # the 227 KiB of shared memory an sm_90 SM offers (ptxas figures in TRITON_NOTES.md), so it is refused

@@ -55,7 +55,7 @@ class _RunsEagerly:
     def capture(cls, model, tokens, state, offset):
         return cls(model)
 
-    def replay(self, tokens, state, offset):
+    def replay(self, tokens, state):
         self.replays.append((state.position, tokens.shape[1]))
         return self.model.stream(tokens, state)
 
@@ -82,6 +82,32 @@ def test_blocks_replay_on_aligned_positions_and_the_rest_runs_eagerly(variant, m
         assert a.shape == b.shape and (a.numel() == 0 or (a - b).abs().max() <= 1e-5)
 
 
+def test_captured_layouts_are_bounded_least_recently_used_first(monkeypatch):
+    monkeypatch.setattr(graphed_stream, "_Captured", _RunsEagerly)
+    monkeypatch.setattr(graphed_stream, "GRAPH_TOKENS", 16)
+    model = tiny_model("lmm")
+    streamer = GraphedStream(model)
+    with torch.no_grad():
+        for batch in (1, 2, 3, 4, 1, 5):  # batch 1 is used again before batch 5 needs a slot
+            streamer.stream(torch.randint(0, 256, (batch, 16)))
+        model.memory_learning = False  # a frozen memory is another graph: θ and α are baked in
+        streamer.stream(torch.randint(0, 256, (1, 16)))
+    batches = [(layout[0][0], layout[1]) for layout in streamer.graphs]
+    assert batches == [(4, True), (1, True), (5, True), (1, False)]
+
+
+def test_a_layout_that_cannot_be_captured_streams_eagerly(monkeypatch):
+    monkeypatch.setattr(graphed_stream._Captured, "capture", classmethod(lambda cls, *args: None))
+    monkeypatch.setattr(graphed_stream, "GRAPH_TOKENS", 16)
+    model = tiny_model("mac")
+    tokens = torch.randint(0, 256, (1, 96))
+    streamer = GraphedStream(model)
+    with torch.no_grad():
+        got, want = streamer.stream(tokens), model.stream(tokens)
+    assert list(streamer.graphs.values()) == [None]
+    assert (got.logits - want.logits).abs().max() <= 1e-5
+
+
 def test_inference_stream_is_the_model_itself_off_cuda():
     model = tiny_model()
     assert inference_stream(model) is model
@@ -102,7 +128,12 @@ def test_gpu_replays_match_the_eager_stream(variant):
         got_a = streamer.stream(tokens[:, :37])
         got_b = streamer.stream(tokens[:, 37:2500], got_a.state)
         got_c = streamer.stream(tokens[:, 2500:], got_b.state)
-    # one state layout, so one graph, replayed at three positions
+        # Outputs are copies: a later replay of the same graph must leave an earlier result alone.
+        first = streamer.stream(tokens[:, :1024], want_c.state)  # exactly one block, at an aligned position
+        kept = [first.logits.clone(), *(t.clone() for t in _flat(first.state))]
+        streamer.stream(tokens[:, 1024:2048], first.state)
+    assert all(torch.equal(a, b) for a, b in zip([first.logits, *_flat(first.state)], kept))
+    # one layout, so one graph, replayed at four positions
     assert len(streamer.graphs) == 1 and None not in streamer.graphs.values()
     for got, want in ((got_a, want_a), (got_b, want_b), (got_c, want_c)):
         assert got.state.position == want.state.position

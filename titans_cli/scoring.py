@@ -60,8 +60,8 @@ class _Stream:
 
     @torch.no_grad()
     def feed(self, ids: torch.Tensor) -> torch.Tensor:
-        out = self.model.stream(ids, self.state)
-        logits, self.state = out.logits, out.state
+        streamed = self.model.stream(ids, self.state)
+        logits, self.state = streamed.logits, streamed.state
         logp = torch.log_softmax(logits.float(), dim=-1)
         out = torch.full(ids.shape, float("nan"), dtype=torch.float64)
         if self.last is not None:
