@@ -104,8 +104,7 @@ def _config_problem(kernel: str, head_dim: int, hidden: int, depth: int, chunk_s
         return f"memory depth {depth} is not in 1..{MAX_DEPTH}"
     if depth > 1 and hidden != 2 * head_dim:
         return f"hidden width {hidden} is not 2 × the head width, the only expansion run on a GPU"
-    state_floats = _state_floats(head_dim, hidden, depth)
-    if state_floats > MAX_STATE_FLOATS:
+    if _state_floats(head_dim, hidden, depth) > MAX_STATE_FLOATS:
         return f"a depth-{depth} memory of width {hidden} was never verified on a GPU"
     max_tile, max_chunk = _TILE_LIMITS[depth]
     widest = head_dim if depth == 1 else hidden

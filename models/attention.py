@@ -49,12 +49,12 @@ class _Attention(nn.Module):
 
     def keys_values(self, x: Tensor, positions: Tensor | None) -> tuple[Tensor, Tensor]:
         k, v = (self.heads(t) for t in self.kv(x).chunk(2, dim=-1))
-        return (k if positions is None else self.rotate(k, positions)), v
+        return (k if positions is None else self._rotate(k, positions)), v
 
     def query(self, x: Tensor, positions: Tensor) -> Tensor:
-        return self.rotate(self.heads(self.q(x)), positions)
+        return self._rotate(self.heads(self.q(x)), positions)
 
-    def rotate(self, x: Tensor, positions: Tensor) -> Tensor:
+    def _rotate(self, x: Tensor, positions: Tensor) -> Tensor:
         if self.position_offset is not None:
             positions = positions + self.position_offset
         return rotate(x, positions, self.rope_base)
