@@ -10,6 +10,8 @@ from typing import Any
 
 VARIANTS = ("mac", "mag", "mal", "lmm")
 MAC_MEMORY_INPUTS = ("attention", "segment")
+MEMORY_GATES = ("silu", "sigmoid")
+MEMORY_INITS = ("random", "induction")
 
 
 @dataclass
@@ -39,6 +41,16 @@ class TitansConfig:
                       recall toy stayed at chance for 3,500+ steps; from the tokens two of three seeds
                       learned it (27–32 % by 3,000 steps; BENCHMARKS.md, "MAC whose memory learns from
                       the segment tokens").
+    memory_gate:      how the memory branch's normalised read is gated by the layer input before the output
+                      projection (SPEC 3): "silu", SiLU(x W_g), or "sigmoid", σ(x W_g). A small random W_g makes
+                      SiLU's gate a random ± pattern of the current token, so the read reaches the output
+                      multiplied by it and a linear probe decodes nothing from it; σ starts near ½ everywhere
+                      and passes the read on linearly (BENCHMARKS.md, "Reading a copy out of the memory").
+    memory_init:      "random", or "induction": each memory's q_t and v_t start reading token t and k_t token
+                      t − 1, with W_Q = W_K (MAC's read query too); θ_t starts at its ceiling and η_t near 0,
+                      so it needs memory_grad_clip > 0. The memory then stores each token under its
+                      predecessor from the first step, and a query for token t retrieves what followed t
+                      before: a copy (BENCHMARKS.md, "Reading a copy out of the memory").
     tokenizer:        "bytes" or "dna"
     prompt_template:  how a (document, question) pair becomes a prompt; `{question}` marks the question
     """
@@ -60,6 +72,8 @@ class TitansConfig:
     memory_grad_clip: float = 0.0
     max_chunk_step: float = 0.0
     mac_memory_input: str = "attention"
+    memory_gate: str = "silu"
+    memory_init: str = "random"
     rope_base: float = 10000.0
     tie_embeddings: bool = True
     norm_eps: float = 1e-6
@@ -90,6 +104,15 @@ class TitansConfig:
         if self.mac_memory_input not in MAC_MEMORY_INPUTS:
             problems.append(f"mac_memory_input must be one of {', '.join(MAC_MEMORY_INPUTS)}, "
                             f"got {self.mac_memory_input!r}")  # fmt: skip
+        if self.memory_gate not in MEMORY_GATES:
+            problems.append(f"memory_gate must be one of {', '.join(MEMORY_GATES)}, got {self.memory_gate!r}")
+        if self.memory_init not in MEMORY_INITS:
+            problems.append(f"memory_init must be one of {', '.join(MEMORY_INITS)}, got {self.memory_init!r}")
+        if self.memory_init == "induction" and self.conv_kernel < 2:
+            problems.append("memory_init 'induction' needs conv_kernel ≥ 2 (keys look one token back)")
+        if self.memory_init == "induction" and not self.memory_grad_clip:
+            problems.append("memory_init 'induction' needs memory_grad_clip > 0: it starts θ_t at its ceiling, "
+                            "and a chunk of aligned keys would overshoot without the clip")  # fmt: skip
         if self.tokenizer not in ("bytes", "dna"):
             problems.append(f"tokenizer must be 'bytes' or 'dna', got {self.tokenizer!r}")
         if "{question}" not in self.prompt_template:

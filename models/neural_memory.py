@@ -54,7 +54,34 @@ class NeuralMemory(nn.Module):
         )
         self.out_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
         self.out_gate = nn.Linear(cfg.d_model, inner, bias=False)
+        self.gate_activation = torch.sigmoid if cfg.memory_gate == "sigmoid" else F.silu
         self.out_proj = nn.Linear(inner, cfg.d_model, bias=False)
+
+    @torch.no_grad()
+    def init_induction(self, read_query: nn.Linear | None = None) -> None:
+        """`memory_init = "induction"`: q_t and v_t read token t, k_t token t − 1, all through W_K.
+
+        Writing then stores each token's value under its predecessor, and the query for token t matches
+        the key of the token that followed t before: at step 0 the memory already retrieves a copy's next
+        token. θ_t starts at its ceiling and η_t near 0, so each association is written at full strength
+        (a weak write is lost among a segment's others). The projection starts at std d_model^-½, not
+        0.02: AdamW moves a weight by about the learning rate per step, which erases a 0.02-scale
+        alignment within tens of steps (BENCHMARKS.md, "Reading a copy out of the memory"). MAC passes
+        its read query, which starts as W_K too.
+        """
+        inner, taps = self.n_heads * self.head_dim, self.conv.kernel_size[0]
+        w_q, w_k, _ = self.qkv.weight.view(3, inner, -1).unbind(0)
+        w_k.normal_(std=self.qkv.in_features**-0.5)
+        w_q.copy_(w_k)
+        if read_query is not None:
+            read_query.weight.copy_(w_k)
+        lag = self.conv.weight.view(3, inner, taps)  # tap taps − 1 is the current token, taps − 2 the one before
+        lag.zero_()
+        lag[0, :, taps - 1] = lag[2, :, taps - 1] = 1.0
+        lag[1, :, taps - 2] = 1.0
+        bias = self.gates.bias.view(3, self.n_heads)
+        bias[0].fill_(6.0)  # θ_t ≈ its ceiling
+        bias[1].fill_(-6.0)  # η_t ≈ 0.0025
 
     @property
     def state_dtype(self) -> torch.dtype:
@@ -86,15 +113,8 @@ class NeuralMemory(nn.Module):
         Returns the branch output [B, T, D], the new state, and the surprise ℓ_t(M₀) [B, T] (mean
         over heads).
         """
-        batch, length, _ = x.shape
-        dtype = self.state_dtype
-        # Depthwise causal conv over the projections, continuing from the stream's conv tail.
-        proj = torch.cat([state["mem.conv"].to(x.dtype), self.qkv(x)], dim=1)
-        tail = proj[:, proj.shape[1] - (self.conv.kernel_size[0] - 1) :]
-        mixed = F.silu(self.conv(proj.transpose(1, 2)).transpose(1, 2))
-        q, k, v = (t.view(batch, length, self.n_heads, self.head_dim).transpose(1, 2).to(dtype)
-                   for t in mixed.chunk(3, dim=-1))  # fmt: skip
-        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+        length = x.shape[1]
+        q, k, v, tail = self.projections(x, state["mem.conv"])
         theta, log_eta, log_keep = self.gate_values(x)
 
         # Redo the pending start of the current chunk together with the new tokens.
@@ -119,6 +139,17 @@ class NeuralMemory(nn.Module):
         surprise = result.surprise[:, :, n_pending:].mean(1)
         return self.read_out(y, x), new_state, surprise
 
+    def projections(self, x: Tensor, conv_tail: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """q_t, k_t, v_t [B, H, T, d] in the state dtype (SPEC 2) and the next conv tail. The depthwise causal
+        conv continues from the stream's tail, the last kernel − 1 projected tokens."""
+        batch, length, _ = x.shape
+        proj = torch.cat([conv_tail.to(x.dtype), self.qkv(x)], dim=1)
+        tail = proj[:, proj.shape[1] - (self.conv.kernel_size[0] - 1) :]
+        mixed = F.silu(self.conv(proj.transpose(1, 2)).transpose(1, 2))
+        q, k, v = (t.view(batch, length, self.n_heads, self.head_dim).transpose(1, 2).to(self.state_dtype)
+                   for t in mixed.chunk(3, dim=-1))  # fmt: skip
+        return F.normalize(q, dim=-1), F.normalize(k, dim=-1), v, tail
+
     def gate_values(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """θ_t, log η_t and log(1 − α_t) [B, H, T] for the layer input x [B, T, D], in the state dtype (SPEC 2)."""
         batch, length, _ = x.shape
@@ -140,7 +171,7 @@ class NeuralMemory(nn.Module):
         return self.read_out(memory_read(weights, queries.to(weights[0].dtype)), gate_input)
 
     def read_out(self, y: Tensor, gate_input: Tensor) -> Tensor:
-        """Normalise each head's read, gate it by the layer input, and project back (SPEC 3)."""
+        """Normalise each head's read, gate it by the layer input (`memory_gate`), and project back (SPEC 3)."""
         batch, _, length, _ = y.shape
         y = self.out_norm(y.to(gate_input.dtype)).transpose(1, 2).reshape(batch, length, -1)
-        return self.out_proj(y * F.silu(self.out_gate(gate_input)))
+        return self.out_proj(y * self.gate_activation(self.out_gate(gate_input)))

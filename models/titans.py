@@ -34,6 +34,9 @@ class TitansModel(nn.Module):
         self.norm = RMSNorm(config.d_model, config.norm_eps)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.apply(_init_weights)
+        if config.memory_init == "induction":
+            for block in self.blocks:
+                block.memory.init_induction(getattr(block, "read_query", None))
         if config.tie_embeddings:
             self.head.weight = self.embed.weight
 
