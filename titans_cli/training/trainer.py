@@ -276,7 +276,7 @@ def _model_card(config: TrainConfig, state: TrainerState, last_eval: dict[str, A
         f"A {m.variant.upper()} Titans model ({m.tokenizer} tokens): d_model {m.d_model}, {m.n_layers} layers, "
         f"{m.n_heads} heads, memory depth {m.memory_depth}, chunk {m.chunk_size}, segment {m.segment_len}"
         + (f", memory input: {m.mac_memory_input}" if m.variant == "mac" else "")
-        + f"; {n_params:,} parameters.",
+        + f", memory gate: {m.memory_gate}, memory init: {m.memory_init}; {n_params:,} parameters.",
         "",
         "## Training",
         "",
