@@ -59,7 +59,7 @@ class NeuralMemory(nn.Module):
 
     @torch.no_grad()
     def init_induction(self, read_query: nn.Linear | None = None) -> None:
-        """`memory_init = "induction"`: q_t and v_t read token t, k_t token t − 1, all through W_K.
+        """`memory_init = "induction"`: q_t and v_t read token t and k_t token t − 1, with W_Q = W_K.
 
         Writing then stores each token's value under its predecessor, and the query for token t matches
         the key of the token that followed t before: at step 0 the memory already retrieves a copy's next
