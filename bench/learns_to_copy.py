@@ -6,6 +6,9 @@
 
 Every training window is random bytes in which a stretch A repeats; the loss on the second copy (its
 first token excluded: nothing predicts it) falls below 8 bits per token only if the model copies.
+"Only the memory" below holds for MAC (its 128-token segments) and for MAG with `--window 8` (four
+stacked 8-token windows reach 28 tokens back; the pair A[i], A[i+1] lies 31 or more back); not for MAG
+or MAL at the preset's window of 128, nor for MAL at 8 (its memory conv adds 3 tokens per layer).
 
     near           [A(64) A(64)]                 both copies inside one 128-token MAC segment: attention can copy
     far            [A(128) A(128)]               the copies in consecutive segments: only the memory carries A

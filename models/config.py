@@ -47,10 +47,12 @@ class TitansConfig:
                       multiplied by it and a linear probe decodes nothing from it; σ starts near ½ everywhere
                       and passes the read on linearly (BENCHMARKS.md, "Reading a copy out of the memory").
     memory_init:      "random", or "induction": each memory's q_t and v_t start reading token t and k_t token
-                      t − 1, with W_Q = W_K (MAC's read query too); θ_t starts at its ceiling and η_t near 0,
-                      so it needs memory_grad_clip > 0. The memory then stores each token under its
-                      predecessor from the first step, and a query for token t retrieves what followed t
-                      before: a copy (BENCHMARKS.md, "Reading a copy out of the memory").
+                      t − 1, with W_Q = W_K; θ_t starts at its ceiling and η_t near 0, so it needs
+                      memory_grad_clip > 0. The memory then stores each token under its predecessor from
+                      the first step, and a query for token t retrieves what followed t before: a copy
+                      (BENCHMARKS.md, "Reading a copy out of the memory"). MAC's read query starts as W_K
+                      too, which only approximates the shifted key (it has no conv and no SiLU); for MAC it
+                      needs mac_memory_input "segment", since keys made from the attention output match nothing.
     tokenizer:        "bytes" or "dna"
     prompt_template:  how a (document, question) pair becomes a prompt; `{question}` marks the question
     """
@@ -110,6 +112,9 @@ class TitansConfig:
             problems.append(f"memory_init must be one of {', '.join(MEMORY_INITS)}, got {self.memory_init!r}")
         if self.memory_init == "induction" and self.conv_kernel < 2:
             problems.append("memory_init 'induction' needs conv_kernel ≥ 2 (keys look one token back)")
+        if self.memory_init == "induction" and self.variant == "mac" and self.mac_memory_input != "segment":
+            problems.append("memory_init 'induction' for MAC needs mac_memory_input 'segment': its keys must come "
+                            "from the tokens its read query sees")  # fmt: skip
         if self.memory_init == "induction" and not self.memory_grad_clip:
             problems.append("memory_init 'induction' needs memory_grad_clip > 0: it starts θ_t at its ceiling, "
                             "and a chunk of aligned keys would overshoot without the clip")  # fmt: skip

@@ -64,10 +64,11 @@ class NeuralMemory(nn.Module):
         Writing then stores each token's value under its predecessor, and the query for token t matches
         the key of the token that followed t before: at step 0 the memory already retrieves a copy's next
         token. θ_t starts at its ceiling and η_t near 0, so each association is written at full strength
-        (a weak write is lost among a segment's others). The projection starts at std d_model^-½, not
-        0.02: AdamW moves a weight by about the learning rate per step, which erases a 0.02-scale
-        alignment within tens of steps (BENCHMARKS.md, "Reading a copy out of the memory"). MAC passes
-        its read query, which starts as W_K too.
+        (a weak write is lost among a segment's others). W_K starts at std d_model^-½, not 0.02: in
+        exploratory runs AdamW, which moves a weight by about the learning rate per step, erased a
+        0.02-scale alignment within tens of steps (not measured by a committed script). MAC passes its
+        read query, which starts as W_K too: no conv and no SiLU, so its read only approximates the
+        shifted key (mean cosine 0.85 at the text-tiny widths).
         """
         inner, taps = self.n_heads * self.head_dim, self.conv.kernel_size[0]
         w_q, w_k, _ = self.qkv.weight.view(3, inner, -1).unbind(0)
@@ -75,10 +76,11 @@ class NeuralMemory(nn.Module):
         w_q.copy_(w_k)
         if read_query is not None:
             read_query.weight.copy_(w_k)
-        lag = self.conv.weight.view(3, inner, taps)  # tap taps − 1 is the current token, taps − 2 the one before
-        lag.zero_()
-        lag[0, :, taps - 1] = lag[2, :, taps - 1] = 1.0
-        lag[1, :, taps - 2] = 1.0
+        # Conv tap taps − 1 weighs the current token, tap taps − 2 the one before.
+        tap_weights = self.conv.weight.view(3, inner, taps)
+        tap_weights.zero_()
+        tap_weights[0, :, taps - 1] = tap_weights[2, :, taps - 1] = 1.0
+        tap_weights[1, :, taps - 2] = 1.0
         bias = self.gates.bias.view(3, self.n_heads)
         bias[0].fill_(6.0)  # θ_t ≈ its ceiling
         bias[1].fill_(-6.0)  # η_t ≈ 0.0025

@@ -20,16 +20,23 @@ def stream_in_pieces(model, tokens, cuts):
     return torch.cat(logits, dim=1), state
 
 
-# θ_max 0.1 as in the presets: at θ_max 1 a MAC whose memory learns from attention amplifies float32 rounding
-# past 1e-5 deep in the stream (float64 agrees to 5e-12), a matter of conditioning, not of the split.
-OPTIONS = [{}, {"memory_init": "induction", "memory_gate": "sigmoid", "memory_grad_clip": 1.0, "theta_max": 0.1}]
+def options_for(variant: str, name: str) -> dict:
+    """The model options a test runs with: the defaults, or the gate and initialisation that let a memory copy
+    (BENCHMARKS.md, "Reading a copy out of the memory"); MAC learning from attention keeps the random init."""
+    if name == "default":
+        return {}
+    induction = {} if variant == "mac" else {"memory_init": "induction"}
+    return {"memory_gate": "sigmoid", "memory_grad_clip": 1.0, "theta_max": 1.0, **induction}
+
+
+OPTIONS = ["default", "induction-sigmoid"]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("seed", [0, 1])
-@pytest.mark.parametrize("options", OPTIONS, ids=["default", "induction-sigmoid"])
+@pytest.mark.parametrize("options", OPTIONS)
 def test_split_invariance(variant, seed, options):
-    model = tiny_model(variant, **options)
+    model = tiny_model(variant, **options_for(variant, options))
     length = 317
     tokens = torch.randint(0, 256, (2, length), generator=torch.Generator().manual_seed(seed))
     rng = random.Random(seed)
@@ -63,9 +70,9 @@ def test_causality(variant):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("options", OPTIONS, ids=["default", "induction-sigmoid"])
+@pytest.mark.parametrize("options", OPTIONS)
 def test_every_parameter_gets_a_finite_gradient(variant, options):
-    model = TitansModel(tiny_config(variant, tie_embeddings=variant != "lmm", **options)).train()
+    model = TitansModel(tiny_config(variant, tie_embeddings=variant != "lmm", **options_for(variant, options))).train()
     tokens = torch.randint(0, 256, (2, 50))  # several chunks and segments
     logits, _ = model(tokens)
     torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 260), tokens[:, 1:].reshape(-1)).backward()
@@ -176,51 +183,57 @@ def test_memory_starts_at_step_1_75_with_or_without_a_cap(cap):
 
 @pytest.mark.parametrize("variant", ["lmm", "mac-segment"])
 def test_induction_init_keys_look_one_token_back(variant):
-    """memory_init "induction": k_{t+1} = q_t exactly, v_t depends on token t alone, and MAC's read query
-    starts as the key projection; the random initialisation has none of this."""
+    """memory_init "induction": k_{t+1} = q_t exactly, q_t and v_t depend on token t alone and k_t on token
+    t − 1 alone, also when the stream continues from a conv tail, and MAC's read query starts as the key
+    projection; the random initialisation has none of this."""
     for init in ("random", "induction"):
         model = tiny_model(variant, memory_init=init, memory_grad_clip=1.0)
         memory = model.blocks[0].memory
         x = torch.randn(1, 20, 32)
+        tail = memory.projections(torch.randn(1, 7, 32), memory.init_state(1)["mem.conv"])[3]  # a stream's tail
         changed = x.clone()
         changed[0, 5] += 1.0
         with torch.no_grad():
-            q, k, v, _ = memory.projections(x, memory.init_state(1)["mem.conv"])
-            v_changed = memory.projections(changed, memory.init_state(1)["mem.conv"])[2]
+            before, after = (memory.projections(t, tail)[:3] for t in (x, changed))
         induction = init == "induction"
+        q, k, _ = before
         assert torch.allclose(q[:, :, :-1], k[:, :, 1:]) == induction
-        assert torch.equal(torch.cat([v[:, :, :5], v[:, :, 6:]], 2),
-                           torch.cat([v_changed[:, :, :5], v_changed[:, :, 6:]], 2)) == induction  # fmt: skip
-        assert not torch.equal(v[:, :, 5], v_changed[:, :, 5])
+        for name, old, new, moved in zip("qkv", before, after, (5, 6, 5)):
+            differs = (old - new).abs().amax(dim=(0, 1, 3)) > 0  # per position
+            assert differs[moved], name
+            assert (differs.sum().item() == 1) == induction, name  # only that position moves
         if variant.startswith("mac"):
-            w_k = memory.qkv.weight[32:64]
+            w_k = memory.qkv.weight.chunk(3)[1]
             assert torch.equal(model.blocks[0].read_query.weight, w_k) == induction
-    with pytest.raises(ValueError, match="conv_kernel"):
-        tiny_config("lmm", memory_init="induction", memory_grad_clip=1.0, conv_kernel=1)
+    for invalid, overrides, problem in (("lmm", {"conv_kernel": 1, "memory_grad_clip": 1.0}, "conv_kernel"),
+                                        ("lmm", {}, "memory_grad_clip"),
+                                        ("mac", {"memory_grad_clip": 1.0}, "mac_memory_input")):  # fmt: skip
+        with pytest.raises(ValueError, match=problem):
+            tiny_config(invalid, memory_init="induction", **overrides)
     with pytest.raises(ValueError, match="memory_init"):
         tiny_config("lmm", memory_init="zeros")
-    with pytest.raises(ValueError, match="memory_grad_clip"):
-        tiny_config("lmm", memory_init="induction")
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_induction_memory_returns_the_next_token_at_initialisation(seed):
-    """Having read 17 distinct tokens, an untrained "induction" memory answers a query for one of them
-    with the value of the token that followed it (nearest of all 256 tokens' values, centred) for a
-    fifth or more of them (0.27–0.73 over seeds 0–7); a randomly initialised one for none (chance: 1/256)."""
-    tokens = torch.randperm(256, generator=torch.Generator().manual_seed(seed))[:17][None]
-    for init in ("random", "induction"):
-        model = tiny_model("lmm", memory_init=init, memory_grad_clip=1.0, n_heads=1, n_layers=1, theta_max=1.0)
-        block, memory = model.blocks[0], model.blocks[0].memory
-        with torch.no_grad():
-            tail = memory.init_state(1)["mem.conv"]
-            x = block.norm_mem(model.embed(tokens))
-            weights = memory.weights(memory(x, memory.init_state(1))[1])
-            read = memory_read(weights, memory.projections(x, tail)[0])[0, 0]
-            values = memory.projections(block.norm_mem(model.embed(torch.arange(256)[None])), tail)[2][0, 0]
-            nearest = (read @ torch.nn.functional.normalize(values - values.mean(0), dim=-1).T).argmax(-1)
-        recalled = (nearest[:15] == tokens[0, 1:16]).float().mean().item()  # 16 written: two whole chunks
-        assert recalled >= 0.2 if init == "induction" else recalled <= 0.1, (init, recalled)
+def test_induction_memory_returns_the_next_token_at_initialisation():
+    """Having read 17 distinct tokens, an untrained "induction" memory answers a query for one of them with
+    the value of the token that followed it (nearest of all 256 tokens' values, centred): 0.20–0.80 of 15
+    queries over these 8 sequences, 0.42 on average. A randomly initialised one: none (chance 1/256)."""
+    recalled = {"random": [], "induction": []}
+    for seed in range(8):
+        tokens = torch.randperm(256, generator=torch.Generator().manual_seed(seed))[:17][None]
+        for init in recalled:
+            model = tiny_model("lmm", memory_init=init, memory_grad_clip=1.0, n_heads=1, n_layers=1, theta_max=1.0)
+            block, memory = model.blocks[0], model.blocks[0].memory
+            with torch.no_grad():
+                tail = memory.init_state(1)["mem.conv"]
+                x = block.norm_mem(model.embed(tokens))
+                weights = memory.weights(memory(x, memory.init_state(1))[1])
+                read = memory_read(weights, memory.projections(x, tail)[0])[0, 0]
+                values = memory.projections(block.norm_mem(model.embed(torch.arange(256)[None])), tail)[2][0, 0]
+                nearest = (read @ torch.nn.functional.normalize(values - values.mean(0), dim=-1).T).argmax(-1)
+            recalled[init].append((nearest[:15] == tokens[0, 1:16]).sum().item())  # 16 written: two whole chunks
+    assert min(recalled["induction"]) >= 2 and sum(recalled["induction"]) >= 0.3 * 8 * 15, recalled
+    assert max(recalled["random"]) <= 1, recalled
 
 
 @pytest.mark.parametrize("gate", ["silu", "sigmoid"])
