@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from titans_cli.models.attention import SegmentAttention, SlidingWindowAttention
 from titans_cli.models.config import TitansConfig
 from titans_cli.models.layers import GatedMLP, RMSNorm
-from titans_cli.models.neural_memory import NeuralMemory
+from titans_cli.models.neural_memory import NeuralMemory, unit
 
 LayerState = dict[str, Tensor]
 
@@ -124,7 +123,7 @@ class MACBlock(nn.Module):
         xn = self.norm_attn(x)
         batch, n, _ = x.shape
         q = self.read_query(xn).view(batch, n, self.n_heads, self.head_dim).transpose(1, 2)
-        h = self.memory.read(F.normalize(q, dim=-1), segment_weights, xn)
+        h = self.memory.read(unit(q), segment_weights, xn)
         segment_start = position - position % self.segment_len
         y, attn_state = self.attn(xn, h, _part(state, "attn."), position, segment_start)
         m, mem_state, surprise = self.memory(y if self.memory_reads_attention else xn, _part(state, "mem."))

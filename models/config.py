@@ -12,6 +12,7 @@ VARIANTS = ("mac", "mag", "mal", "lmm")
 MAC_MEMORY_INPUTS = ("attention", "segment")
 MEMORY_GATES = ("silu", "sigmoid")
 MEMORY_INITS = ("random", "induction")
+ANSWER_STYLES = ("value", "quote")
 
 
 @dataclass
@@ -53,6 +54,13 @@ class TitansConfig:
                       (BENCHMARKS.md, "Reading a copy out of the memory"). MAC's read query starts as W_K
                       too, which only approximates the shifted key (it has no conv and no SiLU); for MAC it
                       needs mac_memory_input "segment", since keys made from the attention output match nothing.
+    induction_span:   with memory_init "induction", how many preceding tokens a key reads (the query reads
+                      the same span ending one token later); needs conv_kernel > induction_span. One token
+                      is a bigram key; a span of n keys each association on the last n tokens, with a random
+                      sign per channel and lag, so that only an exact n-token context matches in full.
+    answer_style:     "value": a QA answer is the value alone; "quote": a NIAH answer is the needle sentence
+                      that holds it, so its value follows the same context as in the document (a copy
+                      the memory can make); other tasks answer with the value.
     tokenizer:        "bytes" or "dna"
     prompt_template:  how a (document, question) pair becomes a prompt; `{question}` marks the question
     """
@@ -76,11 +84,13 @@ class TitansConfig:
     mac_memory_input: str = "attention"
     memory_gate: str = "silu"
     memory_init: str = "random"
+    induction_span: int = 1
     rope_base: float = 10000.0
     tie_embeddings: bool = True
     norm_eps: float = 1e-6
     tokenizer: str = "bytes"
     prompt_template: str = "<SEP>{question}<SEP>"
+    answer_style: str = "value"
     name: str = ""
 
     def __post_init__(self) -> None:
@@ -110,8 +120,13 @@ class TitansConfig:
             problems.append(f"memory_gate must be one of {', '.join(MEMORY_GATES)}, got {self.memory_gate!r}")
         if self.memory_init not in MEMORY_INITS:
             problems.append(f"memory_init must be one of {', '.join(MEMORY_INITS)}, got {self.memory_init!r}")
-        if self.memory_init == "induction" and self.conv_kernel < 2:
-            problems.append("memory_init 'induction' needs conv_kernel ≥ 2 (keys look one token back)")
+        if self.memory_init == "induction" and self.conv_kernel <= self.induction_span:
+            problems.append(f"memory_init 'induction' needs conv_kernel > induction_span ({self.induction_span}): "
+                            "keys look that many tokens back")  # fmt: skip
+        if self.induction_span < 1:
+            problems.append("induction_span must be ≥ 1")
+        if self.answer_style not in ANSWER_STYLES:
+            problems.append(f"answer_style must be one of {', '.join(ANSWER_STYLES)}, got {self.answer_style!r}")
         if self.memory_init == "induction" and self.variant == "mac" and self.mac_memory_input != "segment":
             problems.append("memory_init 'induction' for MAC needs mac_memory_input 'segment': its keys must come "
                             "from the tokens its read query sees")  # fmt: skip

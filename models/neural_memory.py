@@ -13,6 +13,16 @@ from titans_cli.kernels.memory_mlp import layer_shapes
 from titans_cli.models.config import TitansConfig
 from titans_cli.models.layers import RMSNorm
 
+# Under the induction init a fresh stream's first key reads only the zero conv tail, so it is exactly zero;
+# F.normalize's default floor (1e-12) then multiplies its gradient by 1e12, and one such position made a
+# whole batch's outer gradient norm 1e7–1e13. Real keys and queries have norms near 1, far above this floor.
+NORM_FLOOR = 1e-3
+
+
+def unit(x: Tensor) -> Tensor:
+    """x / ‖x‖ over the last dimension (SPEC 2's ℓ2-normalised queries and keys), x / NORM_FLOOR below it."""
+    return F.normalize(x, dim=-1, eps=NORM_FLOOR)
+
 
 class NeuralMemory(nn.Module):
     """Projections and gates around the memory recurrence, plus the normalised, gated read-out.
@@ -58,17 +68,21 @@ class NeuralMemory(nn.Module):
         self.out_proj = nn.Linear(inner, cfg.d_model, bias=False)
 
     @torch.no_grad()
-    def init_induction(self, read_query: nn.Linear | None = None) -> None:
-        """`memory_init = "induction"`: q_t and v_t read token t and k_t token t − 1, with W_Q = W_K.
+    def init_induction(self, span: int = 1, read_query: nn.Linear | None = None) -> None:
+        """`memory_init = "induction"`: v_t reads token t; k_t reads tokens t − span … t − 1 and q_t the same
+        span one token later, t − span + 1 … t, with W_Q = W_K.
 
-        Writing then stores each token's value under its predecessor, and the query for token t matches
-        the key of the token that followed t before: at step 0 the memory already retrieves a copy's next
-        token. θ_t starts at its ceiling and η_t near 0, so each association is written at full strength
-        (a weak write is lost among a segment's others). W_K starts at std d_model^-½, not 0.02: in
-        exploratory runs AdamW, which moves a weight by about the learning rate per step, erased a
+        Writing then stores each token's value under the span before it, and the query at token t matches
+        the key of the token that followed the same span before: at step 0 the memory already retrieves a
+        copy's next token. A span of one is a bigram key. Over n tokens each channel weighs each lag by a
+        random sign (the most recent lag by +1), scaled by n^-½: contexts that agree on m of the n tokens
+        give keys that agree in about m/n of their pre-activation, so only a full match reads back at full
+        strength. θ_t starts at its ceiling and η_t near 0, so each association is written at full
+        strength (a weak write is lost among a segment's others). W_K starts at std d_model^-½, not 0.02:
+        in exploratory runs AdamW, which moves a weight by about the learning rate per step, erased a
         0.02-scale alignment within tens of steps (not measured by a committed script). MAC passes its
         read query, which starts as W_K too: no conv and no SiLU, so its read only approximates the
-        shifted key (mean cosine 0.85 at the text-tiny widths).
+        shifted key (mean cosine 0.85 at the text-tiny widths, span 1).
         """
         inner, taps = self.n_heads * self.head_dim, self.conv.kernel_size[0]
         w_q, w_k, _ = self.qkv.weight.view(3, inner, -1).unbind(0)
@@ -76,11 +90,15 @@ class NeuralMemory(nn.Module):
         w_q.copy_(w_k)
         if read_query is not None:
             read_query.weight.copy_(w_k)
-        # Conv tap taps − 1 weighs the current token, tap taps − 2 the one before.
+        # Tap taps − 1 weighs the current token, tap taps − 1 − j the token j back.
+        older = torch.randint(0, 2, (inner, span - 1), device=w_k.device).to(w_k.dtype) * 2 - 1
+        # [channel, j]: the key's weight on the token j + 1 back, the query's on the token j back
+        lags = torch.cat([torch.ones_like(w_k[:, :1]), older], dim=1) * span**-0.5
         tap_weights = self.conv.weight.view(3, inner, taps)
         tap_weights.zero_()
-        tap_weights[0, :, taps - 1] = tap_weights[2, :, taps - 1] = 1.0
-        tap_weights[1, :, taps - 2] = 1.0
+        tap_weights[0, :, taps - span :] = lags.flip(-1)  # q_t: tokens t − span + 1 … t
+        tap_weights[1, :, taps - 1 - span : taps - 1] = lags.flip(-1)  # k_t: tokens t − span … t − 1
+        tap_weights[2, :, taps - 1] = 1.0
         bias = self.gates.bias.view(3, self.n_heads)
         bias[0].fill_(6.0)  # θ_t ≈ its ceiling
         bias[1].fill_(-6.0)  # η_t ≈ 0.0025
@@ -150,7 +168,7 @@ class NeuralMemory(nn.Module):
         mixed = F.silu(self.conv(proj.transpose(1, 2)).transpose(1, 2))
         q, k, v = (t.view(batch, length, self.n_heads, self.head_dim).transpose(1, 2).to(self.state_dtype)
                    for t in mixed.chunk(3, dim=-1))  # fmt: skip
-        return F.normalize(q, dim=-1), F.normalize(k, dim=-1), v, tail
+        return unit(q), unit(k), v, tail
 
     def gate_values(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """θ_t, log η_t and log(1 − α_t) [B, H, T] for the layer input x [B, T, D], in the state dtype (SPEC 2)."""

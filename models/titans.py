@@ -36,7 +36,7 @@ class TitansModel(nn.Module):
         self.apply(_init_weights)
         if config.memory_init == "induction":
             for block in self.blocks:
-                block.memory.init_induction(getattr(block, "read_query", None))
+                block.memory.init_induction(config.induction_span, getattr(block, "read_query", None))
         if config.tie_embeddings:
             self.head.weight = self.embed.weight
 

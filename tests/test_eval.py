@@ -12,12 +12,12 @@ from titans_cli.cli import main
 from titans_cli.evaluation.baselines import base_codes, compressed_bits_per_base, markov_bits
 from titans_cli.evaluation.console import parse_lengths
 from titans_cli.evaluation.dna_eval import evaluate_dna, far_repeat_mask
-from titans_cli.evaluation.generate import decode, prompt_ids, read, stop_ids
+from titans_cli.evaluation.generate import answer_text, decode, prompt_ids, read, stop_ids
 from titans_cli.evaluation.seeds import EVAL_BIT, eval_seed, train_seed
 from titans_cli.evaluation.suites import FAMILIES
 from titans_cli.evaluation.text_eval import evaluate_text
 from titans_cli.models import TitansModel, byte_tokenizer
-from titans_cli.tasks import make_genome
+from titans_cli.tasks import make_babi, make_genome, make_kv, make_niah
 
 from conftest import tiny_config, tiny_model
 
@@ -104,6 +104,24 @@ def test_text_eval_runs_end_to_end(family):
         assert score.n == 2 and 0 <= score.correct <= 2 and 0.0 <= score.accuracy <= 1.0
         assert score.task.startswith(family) and len(score.samples) == 2
     assert result.memory is True
+
+
+def test_quoted_answers_are_the_asked_needles_in_document_order():
+    """answer_style "quote": a NIAH answer is the needle sentence holding the asked value (all of them, in
+    document order, for multivalue); KV and bAbI, and the "value" style, answer with the value alone."""
+    value, quote = tiny_config("mag"), tiny_config("mag", answer_style="quote")
+    single = make_niah(2000, 4, "single", "number")
+    assert answer_text(quote, single) == f"The special magic number for {single.meta['key']} is: {single.answer}."
+    multikey = make_niah(2000, 4, "multikey", "word")
+    assert answer_text(quote, multikey) == multikey.meta["needles"][0]  # the asked needle, not a distractor
+    multivalue = make_niah(3000, 4, "multivalue", "uuid")
+    quoted = answer_text(quote, multivalue)
+    positions = [quoted.index(f"is: {v}.") for v in multivalue.answer.split(", ")]  # the answer's order
+    assert positions == sorted(positions) and all(n in quoted for n in multivalue.meta["needles"])
+    for example in (single, multikey, multivalue, make_kv(8, 1), make_babi(1, 1)):
+        assert answer_text(value, example) == example.answer
+    for example in (make_kv(8, 1), make_babi(1, 1)):
+        assert answer_text(quote, example) == example.answer
 
 
 def test_batched_reading_gives_the_same_answers():

@@ -7,6 +7,7 @@ import torch
 
 from titans_cli.kernels import memory_read
 from titans_cli.models import TitansConfig, TitansModel, TitansState
+from titans_cli.models.neural_memory import unit
 
 from conftest import VARIANTS, tiny_config, tiny_model
 
@@ -181,13 +182,13 @@ def test_memory_starts_at_step_1_75_with_or_without_a_cap(cap):
         tiny_config("mac", max_chunk_step=-1.0)
 
 
-@pytest.mark.parametrize("variant", ["lmm", "mac-segment"])
-def test_induction_init_keys_look_one_token_back(variant):
-    """memory_init "induction": k_{t+1} = q_t exactly, q_t and v_t depend on token t alone and k_t on token
-    t − 1 alone, also when the stream continues from a conv tail, and MAC's read query starts as the key
-    projection; the random initialisation has none of this."""
+@pytest.mark.parametrize("variant, span", [("lmm", 1), ("mac-segment", 1), ("lmm", 3), ("mag", 5)])
+def test_induction_init_keys_look_back_over_the_span(variant, span):
+    """memory_init "induction": k_{t+1} = q_t exactly; v_t depends on token t alone, q_t on tokens
+    t − span + 1 … t and k_t on t − span … t − 1, also when the stream continues from a conv tail; MAC's read
+    query starts as the key projection. The random initialisation has none of this."""
     for init in ("random", "induction"):
-        model = tiny_model(variant, memory_init=init, memory_grad_clip=1.0)
+        model = tiny_model(variant, memory_init=init, memory_grad_clip=1.0, conv_kernel=span + 2, induction_span=span)
         memory = model.blocks[0].memory
         x = torch.randn(1, 20, 32)
         tail = memory.projections(torch.randn(1, 7, 32), memory.init_state(1)["mem.conv"])[3]  # a stream's tail
@@ -198,14 +199,19 @@ def test_induction_init_keys_look_one_token_back(variant):
         induction = init == "induction"
         q, k, _ = before
         assert torch.allclose(q[:, :, :-1], k[:, :, 1:]) == induction
-        for name, old, new, moved in zip("qkv", before, after, (5, 6, 5)):
+        for name, old, new, first, count in zip("qkv", before, after, (5, 6, 5), (span, span, 1)):
             differs = (old - new).abs().amax(dim=(0, 1, 3)) > 0  # per position
-            assert differs[moved], name
-            assert (differs.sum().item() == 1) == induction, name  # only that position moves
+            assert differs[first : first + count].all(), name
+            assert (differs.sum().item() == count) == induction, name  # only those positions move
         if variant.startswith("mac"):
             w_k = memory.qkv.weight.chunk(3)[1]
             assert torch.equal(model.blocks[0].read_query.weight, w_k) == induction
+
+
+def test_induction_config_is_checked():
     for invalid, overrides, problem in (("lmm", {"conv_kernel": 1, "memory_grad_clip": 1.0}, "conv_kernel"),
+                                        ("lmm", {"induction_span": 4, "memory_grad_clip": 1.0}, "conv_kernel"),
+                                        ("lmm", {"induction_span": 0, "memory_grad_clip": 1.0}, "induction_span"),
                                         ("lmm", {}, "memory_grad_clip"),
                                         ("mac", {"memory_grad_clip": 1.0}, "mac_memory_input")):  # fmt: skip
         with pytest.raises(ValueError, match=problem):
@@ -234,6 +240,53 @@ def test_induction_memory_returns_the_next_token_at_initialisation():
             recalled[init].append((nearest[:15] == tokens[0, 1:16]).sum().item())  # 16 written: two whole chunks
     assert min(recalled["induction"]) >= 2 and sum(recalled["induction"]) >= 0.3 * 8 * 15, recalled
     assert max(recalled["random"]) <= 1, recalled
+
+
+@pytest.mark.parametrize("variant", ["lmm", "mag", "mac-segment"])
+def test_induction_init_trains_from_a_fresh_stream_with_bounded_gradients(variant):
+    """A fresh stream's first key under the induction init reads only the zero conv tail. Normalising that
+    zero vector with F.normalize's default floor multiplied its gradient by 1e12 (outer gradient norms of
+    1e7–1e13 on a 512-byte text batch); with the floor at NORM_FLOOR the gradient is of ordinary size."""
+    torch.manual_seed(0)
+    model = tiny_model(variant, memory_init="induction", memory_grad_clip=1.0, theta_max=0.25,
+                       max_chunk_step=2.0).train()  # fmt: skip
+    tokens = torch.randint(0, 256, (2, 48))
+    state = model.init_state(2)
+    first_key = model.blocks[0].memory.projections(model.embed(tokens), state.layers[0]["mem.conv"])[1][:, :, 0]
+    assert first_key.abs().max() == 0
+    logits, _ = model(tokens[:, :-1], state)
+    torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten()).backward()
+    norm = torch.sqrt(sum(p.grad.norm() ** 2 for p in model.parameters() if p.grad is not None))
+    assert torch.isfinite(norm) and norm < 100, norm
+    x = torch.randn(3, 5, 16)
+    x[0, 0] = 0.0
+    assert torch.equal(unit(x)[0, 0], x[0, 0])
+    assert torch.allclose(unit(x)[1:], torch.nn.functional.normalize(x[1:], dim=-1))
+
+
+def test_induction_span_tells_apart_contexts_that_share_the_last_token():
+    """Eight triples a_i x y_i share their middle token x. A bigram key (span 1) files every y_i under x, so
+    a query at x reads their blend: at most 1 of the 8 y_i per sequence here (chance among the 8: 1). A
+    span of 3 keys y_i on (y_{i−1}, a_i, x): 22 of 64 over these 8 sequences, against 3 for span 1."""
+    recalled = {1: [], 3: []}
+    for seed in range(8):
+        perm = torch.randperm(256, generator=torch.Generator().manual_seed(seed))
+        middle, first, last = perm[0], perm[1:9], perm[9:17]
+        tokens = torch.stack([first, middle.expand(8), last], dim=1).reshape(1, -1)
+        for span in recalled:
+            torch.manual_seed(seed)
+            model = tiny_model("lmm", memory_init="induction", memory_grad_clip=1.0, n_heads=1, n_layers=1,
+                               theta_max=1.0, conv_kernel=span + 1, induction_span=span)  # fmt: skip
+            block, memory = model.blocks[0], model.blocks[0].memory
+            with torch.no_grad():
+                tail = memory.init_state(1)["mem.conv"]
+                x = block.norm_mem(model.embed(tokens))
+                weights = memory.weights(memory(x, memory.init_state(1))[1])
+                read = memory_read(weights, memory.projections(x, tail)[0])[0, 0]
+                values = memory.projections(block.norm_mem(model.embed(torch.arange(256)[None])), tail)[2][0, 0]
+                nearest = (read @ torch.nn.functional.normalize(values - values.mean(0), dim=-1).T).argmax(-1)
+            recalled[span].append((nearest[1::3] == last).sum().item())  # the queries at each x
+    assert max(recalled[1]) <= 1 and sum(recalled[3]) >= 16, recalled
 
 
 @pytest.mark.parametrize("gate", ["silu", "sigmoid"])

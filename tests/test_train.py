@@ -124,6 +124,20 @@ def test_text_batches_are_deterministic_and_weighted():
     assert {"kv", "babi", "lm"} & set(a.components)
 
 
+def test_quoting_models_are_trained_to_answer_with_the_needle_sentence():
+    """answer_style "quote": a NIAH row's answer targets are a needle sentence of its document, then EOS."""
+    config = tiny_run(model=tiny_config("mag", answer_style="quote"), batch_size=4,
+                      data=DataConfig(kind="text", mixture={"niah": 1}, curriculum=[(0, 512)]))  # fmt: skip
+    batch = BatchMaker(config).train_batch(0, 0)
+    tok = tokenizer_for("bytes")
+    for row in range(4):
+        answer = batch.targets[row][batch.answer[row]]
+        assert answer[-1] == tok.eos
+        sentence = tok.decode(answer[:-1].tolist()).decode()
+        document = tok.decode(batch.tokens[row][: (batch.tokens[row] == tok.sep).nonzero()[0]].tolist()).decode()
+        assert sentence.startswith("The special magic ") and sentence.split(". The")[0].rstrip(".") + "." in document
+
+
 def test_held_out_batches_differ_from_training():
     maker = BatchMaker(tiny_run())
     assert torch.equal(maker.held_out_batch(0).tokens, maker.held_out_batch(0).tokens)

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from titans_cli.models import TitansConfig, TitansModel, TitansState, Tokenizer
+from titans_cli.tasks import QAExample
 
 PIECE_TOKENS = 4096
 
@@ -24,6 +25,17 @@ def prompt_ids(config: TitansConfig, tokenizer: Tokenizer, question: str) -> Ten
     before, after = config.prompt_template.split("{question}", 1)
     parts = [tokenizer.encode_text(before), tokenizer.encode(question.encode()), tokenizer.encode_text(after)]
     return torch.cat(parts)
+
+
+def answer_text(config: TitansConfig, example: QAExample) -> str:
+    """What the model is trained to answer, and graded on: the value, or with `answer_style = "quote"` the
+    needle sentences of a NIAH example (each in document order; the value is inside)."""
+    needles = example.meta.get("needles")
+    if config.answer_style == "quote" and needles:
+        asked = [s for s in needles if f" {example.meta['key']} " in s]
+        order = example.meta["offsets"]
+        return " ".join(s for _, s in sorted(zip(order, needles, strict=True)) if s in asked)
+    return example.answer
 
 
 def stop_ids(tokenizer: Tokenizer) -> set[int]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from titans_cli.evaluation.generate import PIECE_TOKENS, decode, prompt_ids, read, select_row, stop_ids
+from titans_cli.evaluation.generate import PIECE_TOKENS, answer_text, decode, prompt_ids, read, select_row, stop_ids
 from titans_cli.evaluation.seeds import eval_seed
 from titans_cli.evaluation.suites import FAMILIES, draw_example
 from titans_cli.models import TitansModel, tokenizer_for
@@ -69,12 +69,13 @@ def evaluate_text(
                 for row, example in enumerate(batch):
                     logits, row_state = read(model, prompt_ids(model.config, tokenizer, example.question)[None]
                                              .to(device), select_row(state, row))  # fmt: skip
-                    cap = 2 * len(example.answer) + 16  # room to run past the answer, so a non-stop is wrong
+                    expected = answer_text(model.config, example)
+                    cap = 2 * len(expected) + 16  # room to run past the answer, so a non-stop is wrong
                     (out,), _ = decode(model, logits, row_state, cap, stops)
                     predicted = tokenizer.decode(out.ids).decode("utf-8", errors="replace")
-                    correct += predicted.strip() == example.answer.strip()
+                    correct += predicted.strip() == expected.strip()
                     if len(samples) < keep_samples:
-                        samples.append({"expected": example.answer, "predicted": predicted})
+                        samples.append({"expected": expected, "predicted": predicted})
                     on_example()
             task = examples[0].task if examples else f"{family}_{subtask}"
             scores.append(TextScore(task, length, n, correct, correct / n if n else 0.0, samples))

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from titans_cli.evaluation.generate import prompt_ids
+from titans_cli.evaluation.generate import answer_text, prompt_ids
 from titans_cli.evaluation.seeds import eval_seed, train_seed
 from titans_cli.evaluation.suites import FAMILIES, draw_example
 from titans_cli.models import tokenizer_for
@@ -106,7 +106,8 @@ class BatchMaker:
         for attempt in range(4):  # the question barely depends on the document length: this settles at once
             example = draw_example(family, subtask, doc_chars, seed, split, needle)  # type: ignore[arg-type]
             prompt = prompt_ids(self.config.model, self.tokenizer, example.question)
-            answer = torch.cat([self.tokenizer.encode(example.answer.encode()), torch.tensor([self.tokenizer.eos])])
+            answer_ids = self.tokenizer.encode(answer_text(self.config.model, example).encode())
+            answer = torch.cat([answer_ids, torch.tensor([self.tokenizer.eos])])
             spare = length + 1 - doc_chars - len(prompt) - len(answer)
             if spare == 0 or (spare > 0 and attempt > 0):
                 break
