@@ -38,6 +38,21 @@ def answer_text(config: TitansConfig, example: QAExample) -> str:
     return example.answer
 
 
+def is_correct(config: TitansConfig, example: QAExample, predicted: str) -> bool:
+    """Exact match with `answer_text`; a quoting model's NIAH answer is right when it holds every asked value
+    in the answer's order (RULER's string match): a 7-digit value, word or UUID is not found by chance, and
+    a slip in the copied key of the sentence costs the user nothing."""
+    if config.answer_style == "quote" and example.meta.get("needles"):
+        at = 0
+        for value in example.answer.split(", "):
+            at = predicted.find(value, at)
+            if at < 0:
+                return False
+            at += len(value)
+        return True
+    return predicted.strip() == answer_text(config, example).strip()
+
+
 def stop_ids(tokenizer: Tokenizer) -> set[int]:
     """EOS, and a newline where the alphabet has one: answers are one line."""
     stops = {tokenizer.eos}

@@ -1,7 +1,8 @@
 """Accuracy on the long-context QA families (NIAH, KV recall, bAbI) at chosen document lengths.
 
 The model reads each document through its streaming state in pieces, then the prompt, then greedy-decodes
-the answer; an answer counts when it equals the expected one after stripping whitespace. Examples come
+the answer; an answer counts when it equals the expected one after stripping whitespace, or for a quoting
+model's NIAH answer when it holds every asked value in order (`is_correct`). Examples come
 from the held-out split (`Haystack("eval")`) with evaluation seeds.
 """
 
@@ -13,7 +14,16 @@ from dataclasses import dataclass, field
 
 import torch
 
-from titans_cli.evaluation.generate import PIECE_TOKENS, answer_text, decode, prompt_ids, read, select_row, stop_ids
+from titans_cli.evaluation.generate import (
+    PIECE_TOKENS,
+    answer_text,
+    decode,
+    is_correct,
+    prompt_ids,
+    read,
+    select_row,
+    stop_ids,
+)
 from titans_cli.evaluation.seeds import eval_seed
 from titans_cli.evaluation.suites import FAMILIES, draw_example
 from titans_cli.models import TitansModel, tokenizer_for
@@ -73,7 +83,7 @@ def evaluate_text(
                     cap = 2 * len(expected) + 16  # room to run past the answer, so a non-stop is wrong
                     (out,), _ = decode(model, logits, row_state, cap, stops)
                     predicted = tokenizer.decode(out.ids).decode("utf-8", errors="replace")
-                    correct += predicted.strip() == expected.strip()
+                    correct += is_correct(model.config, example, predicted)
                     if len(samples) < keep_samples:
                         samples.append({"expected": expected, "predicted": predicted})
                     on_example()
