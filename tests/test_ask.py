@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from titans_cli.ask import AskOptions, ask, find_evidence, read_questions
+from titans_cli.ask import AskOptions, ask, evidence_for, find_evidence, read_questions
 from titans_cli.cli import main
 from titans_cli.errors import UserError
 from titans_cli.evaluation.generate import decode, prompt_ids, read, stop_ids
@@ -15,7 +15,7 @@ from titans_cli.memory_store import MemoryStore, state_digest
 from titans_cli.models import byte_tokenizer
 from titans_cli.saved_memory import load_memory
 
-from conftest import tiny_model
+from conftest import tiny_config, tiny_model
 
 DOCUMENT = b"Notes from the lab.\nThe special magic number for quiet-heron is: 8812.\n" + b"filler text. " * 40
 
@@ -115,6 +115,17 @@ def test_evidence_points_at_the_answer_in_unchanged_sources(memory):
     assert found == [] and "changed since it was ingested" in notes[0]
     os.remove(memory / "doc.txt")
     assert "no longer present" in find_evidence(sources, ["8812"])[1][0]
+
+
+def test_a_quoting_models_evidence_is_where_its_quoted_values_occur(memory):
+    """A quoting model's answer may mis-copy the sentence around the value: evidence looks for the values."""
+    sources = MemoryStore(memory / "mem").load().sources
+    quote, value = tiny_config("mag", answer_style="quote"), tiny_config("mag")
+    answer = "The special magic number for quiet-hexon is: 8812. The special magic number for x is: filler."
+    (found,), notes = evidence_for(quote, sources, [answer])
+    assert notes == [] and found[0].offset == DOCUMENT.index(b"8812") and len(found) == 1 + 3
+    assert evidence_for(value, sources, [answer])[0] == [[]]  # not a quoting model: the whole answer
+    assert evidence_for(quote, sources, ["8812"])[0] == find_evidence(sources, ["8812"])[0]  # nothing quoted
 
 
 def test_cli_evidence_goes_to_stderr(memory, capsys, monkeypatch):

@@ -19,9 +19,10 @@ import torch
 from titans_cli.errors import UserError
 from titans_cli.evaluation.generate import decode, expand_state, prompt_ids, read, stop_ids
 from titans_cli.memory_store import SourceRecord
-from titans_cli.models import tokenizer_for
+from titans_cli.models import TitansConfig, tokenizer_for
 from titans_cli.readers import InputError, file_sha256, open_input
 from titans_cli.saved_memory import LoadedMemory
+from titans_cli.tasks.niah import quoted_values
 
 MAX_BATCH = 32  # questions read together: each row carries a full copy of the memory state
 
@@ -118,6 +119,20 @@ def ask(memory: LoadedMemory, questions: list[str], options: AskOptions | None =
             text = tokenizer.decode(out.ids).decode("utf-8", errors="replace")
             answers[i] = Answer(questions[i], text, out.mean_logprob, len(out.ids), seconds, out.stopped)
     return answers  # type: ignore[return-value]
+
+
+def evidence_for(
+    config: TitansConfig, sources: list[SourceRecord], answers: list[str], limit: int = 3
+) -> tuple[list[list[Evidence]], list[str]]:
+    """`--evidence`: `find_evidence` for each answer, or for a quoting model (`answer_style = "quote"`) for
+    each value its answer quotes, which the sources hold even when the model mis-copied the sentence."""
+    terms = [(config.answer_style == "quote" and quoted_values(a)) or [a] for a in answers]
+    places, notes = find_evidence(sources, [t for group in terms for t in group], limit)
+    per_answer, at = [], 0
+    for group in terms:
+        per_answer.append([place for found in places[at : at + len(group)] for place in found])
+        at += len(group)
+    return per_answer, notes
 
 
 def find_evidence(

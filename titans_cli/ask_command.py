@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from titans_cli.ask import AskOptions, ask, find_evidence, read_questions
+from titans_cli.ask import AskOptions, ask, evidence_for, read_questions
 from titans_cli.errors import UserError
 from titans_cli.saved_memory import load_memory
 
@@ -35,7 +35,7 @@ def run_ask(
     answers = ask(loaded, questions, AskOptions(max_tokens, temperature, top_k, seed))
     notes: list[str] = []
     if evidence:
-        places, notes = find_evidence(loaded.snapshot.sources, [a.answer for a in answers])
+        places, notes = evidence_for(loaded.model.config, loaded.snapshot.sources, [a.answer for a in answers])
         for answer, found in zip(answers, places):
             answer.evidence = found
     for answer in answers:

@@ -23,6 +23,7 @@ and its actual depth.
 from __future__ import annotations
 
 import random
+import re
 import uuid
 from collections.abc import Callable
 from typing import Literal
@@ -64,6 +65,12 @@ NEEDLE_WORDS: tuple[str, ...] = (
 )
 
 _NEEDLE_TEMPLATE = "The special magic {kind} for {key} is: {value}."
+_QUOTED_VALUE = re.compile(r" is: (\S+?)\.(?=\s|$)")  # a needle sentence's value, up to its full stop
+
+
+def quoted_values(text: str) -> list[str]:
+    """The values of the needle sentences quoted in `text` (a quoting model's answer), in order."""
+    return _QUOTED_VALUE.findall(text)
 
 
 def _value(rng: random.Random, needle: NeedleKind) -> str:
