@@ -16,7 +16,7 @@ or MAL at the preset's window of 128, nor for MAL at 8 (its memory conv adds 3 t
     next-segment   [R(96) A(32) A(32)]           A ends segment 0 and starts segment 1: only the memory carries
                                                  it, and A's 32 associations are the last a memory wrote
 
-The model is the text-tiny preset's (`titans train --preset text-tiny`) with the options above replaced,
+The model is the text-tiny-mac preset's (`titans train --preset text-tiny-mac`) with the options above replaced,
 freshly initialised, trained by a plain AdamW loop (lr 2e-3, betas 0.9/0.95, gradient norm clipped to 1,
 batch 16), not by `titans train`: the question is whether the architecture can learn the skill at all,
 on data that is nothing but the skill. Prints bits per token on the first and second copy every 50
@@ -60,7 +60,7 @@ def main() -> None:
     torch.set_num_threads(1)
     options = ("variant", "memory_init", "memory_gate", "chunk_size", "theta_max", "max_chunk_step", "window")
     changes = {k: getattr(args, k) for k in options if getattr(args, k) is not None}
-    config = replace(preset("text-tiny").model, **changes)
+    config = replace(preset("text-tiny-mac").model, **changes)
     model = TitansModel(config).to(args.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0, betas=(0.9, 0.95))
     lead, length, gap = LAYOUTS[args.layout]

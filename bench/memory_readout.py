@@ -4,7 +4,7 @@
 
 The window is `learns_to_copy.py`'s next-segment layout: 96 random bytes, a random 32-byte stretch A
 ending the first 128-token segment, and A again starting the next. A freshly initialised one-layer LMM
-(the text-tiny preset's widths) reads it; nothing is trained but a probe.
+(the text-tiny-mac preset's widths) reads it; nothing is trained but a probe.
 
 1. Recall: at each position of the second copy, the memory's read M_t(q_t) is compared with every byte's
    value vector v (centred over the 256 bytes); recall is the share of positions whose nearest value is
@@ -33,7 +33,7 @@ LEAD, STRETCH = 96, 32
 
 
 def model_for(**changes) -> TitansModel:
-    config = replace(preset("text-tiny").model, variant="lmm", n_layers=1, max_chunk_step=0.0, **changes)
+    config = replace(preset("text-tiny-mac").model, variant="lmm", n_layers=1, max_chunk_step=0.0, **changes)
     return TitansModel(config).eval()
 
 

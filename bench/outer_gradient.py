@@ -2,8 +2,8 @@
 
     python bench/outer_gradient.py [--length 512] [--batch 8]
 
-One text batch of the `text-tiny` preset's data mixture (step 5 of its training stream), read by a
-two-layer MAG model at text-tiny widths with 2 heads of 64, conv kernel 13 and the sigmoid memory gate.
+One text batch of the `text-tiny-mac` preset's data mixture (step 5 of its training stream), read by a
+two-layer MAG model at its widths with 2 heads of 64, conv kernel 13 and the sigmoid memory gate.
 Prints the global gradient norm of the weighted training loss (what the trainer clips to 1), and, for the
 induction init, the share of the next-byte copy the untrained memory recalls on `memory_readout.py`'s
 window (a one-layer LMM of the same widths). One thread. Runs of the presets with random init log norms of 1–5.
@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    train = preset("text-tiny")
+    train = preset("text-tiny-mac")
     train = replace(train, batch_size=args.batch, data=replace(train.data, curriculum=[(0, args.length)]))
     batch = BatchMaker(train).train_batch(5, 0)
     print("| init | span | chunk | θ_max | norm floor | outer gradient norm | untrained recall |")
