@@ -1,6 +1,6 @@
 """Several models on the same held-out batches: the periodic training evaluation, run after the fact.
 
-    python bench/held_out.py --preset text-tiny --models text-tiny,runs/text-tiny-copy/model [--batches 4]
+    python bench/held_out.py --preset text-tiny-mac --models text-tiny,runs/text-tiny-copy/model [--batches 4]
 
 The batches are those of a training config (`--preset` or `--config`), its `data.eval_length` replaced by
 `--length` when given, so runs trained on different data mixtures are compared on one set (one set as long

@@ -17,7 +17,8 @@ import math
 
 import torch
 
-from titans_cli.evaluation.generate import answer_text, prompt_ids
+from titans_cli.evaluation.answers import answer_text
+from titans_cli.evaluation.generate import prompt_ids
 from titans_cli.evaluation.seeds import eval_seed
 from titans_cli.model_registry import resolve_model
 from titans_cli.models import TitansModel, tokenizer_for

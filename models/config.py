@@ -55,7 +55,8 @@ class TitansConfig:
                       too, which only approximates the shifted key (it has no conv and no SiLU); for MAC it
                       needs mac_memory_input "segment", since keys made from the attention output match nothing.
     induction_span:   with memory_init "induction", how many preceding tokens a key reads (the query reads
-                      the same span ending one token later); needs conv_kernel > induction_span. One token
+                      the same span ending one token later); needs conv_kernel > induction_span, and 1 for
+                      MAC (its segment read query sees one token). One token
                       is a bigram key; a span of n keys each association on the last n tokens, with a random
                       sign per channel and lag, so that only an exact n-token context matches in full.
     answer_style:     "value": a QA answer is the value alone; "quote": a NIAH answer is the needle sentence
@@ -125,6 +126,9 @@ class TitansConfig:
                             "keys look that many tokens back")  # fmt: skip
         if self.induction_span < 1:
             problems.append("induction_span must be ≥ 1")
+        if self.memory_init == "induction" and self.variant == "mac" and self.induction_span > 1:
+            problems.append("memory_init 'induction' for MAC needs induction_span 1: MAC's read query sees one "
+                            "token, so it cannot match a key over several")  # fmt: skip
         if self.answer_style not in ANSWER_STYLES:
             problems.append(f"answer_style must be one of {', '.join(ANSWER_STYLES)}, got {self.answer_style!r}")
         if self.memory_init == "induction" and self.variant == "mac" and self.mac_memory_input != "segment":

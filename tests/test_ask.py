@@ -123,7 +123,7 @@ def test_a_quoting_models_evidence_is_where_its_quoted_values_occur(memory):
     quote, value = tiny_config("mag", answer_style="quote"), tiny_config("mag")
     answer = "The special magic number for quiet-hexon is: 8812. The special magic number for x is: filler."
     (found,), notes = evidence_for(quote, sources, [answer])
-    assert notes == [] and found[0].offset == DOCUMENT.index(b"8812") and len(found) == 1 + 3
+    assert notes == [] and found[0].offset == DOCUMENT.index(b"8812") and len(found) == 3  # limit per answer
     assert evidence_for(value, sources, [answer])[0] == [[]]  # not a quoting model: the whole answer
     assert evidence_for(quote, sources, ["8812"])[0] == find_evidence(sources, ["8812"])[0]  # nothing quoted
 

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from titans_cli.cli import main
+from titans_cli.evaluation.answers import answer_text, is_correct
 from titans_cli.evaluation.baselines import base_codes, compressed_bits_per_base, markov_bits
 from titans_cli.evaluation.console import parse_lengths
 from titans_cli.evaluation.dna_eval import evaluate_dna, far_repeat_mask
-from titans_cli.evaluation.generate import answer_text, decode, is_correct, prompt_ids, read, stop_ids
+from titans_cli.evaluation.generate import decode, prompt_ids, read, stop_ids
 from titans_cli.evaluation.seeds import EVAL_BIT, eval_seed, train_seed
 from titans_cli.evaluation.suites import FAMILIES
 from titans_cli.evaluation.text_eval import evaluate_text
@@ -124,18 +125,23 @@ def test_quoted_answers_are_the_asked_needles_in_document_order():
         assert answer_text(quote, example) == example.answer
 
 
-def test_a_quoted_answer_is_right_when_it_holds_every_asked_value_in_order():
+def test_a_quoted_answer_is_right_when_it_quotes_exactly_the_asked_values_in_order():
     quote, value = tiny_config("mag", answer_style="quote"), tiny_config("mag")
     single = make_niah(2000, 4, "single", "number")
     key, number = single.meta["key"], single.answer
-    assert is_correct(quote, single, f"The special magic number for {key[:-2]}xx is: {number}.")
-    assert not is_correct(quote, single, f"The special magic number for {key} is: {number[:-1]}0.")
+    wrong_digit = number[:-1] + str((int(number[-1]) + 1) % 10)
+    assert is_correct(quote, single, f"The special magic number for {key[:-2]}xx is: {number}.")  # a slip in the key
+    assert not is_correct(quote, single, f"The special magic number for {key} is: {wrong_digit}.")
+    assert not is_correct(quote, single, f"The special magic number for {key} is: {number}9.")
     assert is_correct(value, single, f" {number}\n") and not is_correct(value, single, f"is: {number}")
+    multikey = make_niah(3000, 4, "multikey", "number")
+    assert is_correct(quote, multikey, multikey.meta["needles"][0])
+    assert not is_correct(quote, multikey, " ".join(multikey.meta["needles"]))  # every needle, distractors too
     multivalue = make_niah(3000, 4, "multivalue", "word")
     values = multivalue.answer.split(", ")
-    assert is_correct(quote, multivalue, " ... ".join(f"is: {v}." for v in values))
-    assert not is_correct(quote, multivalue, " ... ".join(f"is: {v}." for v in reversed(values)))
-    assert not is_correct(quote, multivalue, " ... ".join(f"is: {v}." for v in values[:-1]))
+    assert is_correct(quote, multivalue, " ".join(f"X is: {v}." for v in values))
+    assert not is_correct(quote, multivalue, " ".join(f"X is: {v}." for v in reversed(values)))
+    assert not is_correct(quote, multivalue, " ".join(f"X is: {v}." for v in values[:-1]))
     kv = make_kv(8, 1)
     assert is_correct(quote, kv, kv.answer) and not is_correct(quote, kv, f"x {kv.answer}")
 

@@ -29,7 +29,7 @@ MAX_BATCH = 32  # questions read together: each row carries a full copy of the m
 
 @dataclass
 class AskOptions:
-    max_tokens: int = 64
+    max_tokens: int = 128  # room for one quoted needle sentence, about 90 bytes with a UUID
     temperature: float = 0.0  # 0: greedy
     top_k: int = 0  # with sampling: only the k most likely tokens (0: all)
     seed: int = 0  # with sampling: the generator's seed, so a run can be repeated
@@ -125,12 +125,14 @@ def evidence_for(
     config: TitansConfig, sources: list[SourceRecord], answers: list[str], limit: int = 3
 ) -> tuple[list[list[Evidence]], list[str]]:
     """`--evidence`: `find_evidence` for each answer, or for a quoting model (`answer_style = "quote"`) for
-    each value its answer quotes, which the sources hold even when the model mis-copied the sentence."""
+    each value its answer quotes, which the sources hold even when the model mis-copied the sentence; at
+    most `limit` distinct places per answer."""
     terms = [(config.answer_style == "quote" and quoted_values(a)) or [a] for a in answers]
     places, notes = find_evidence(sources, [t for group in terms for t in group], limit)
     per_answer, at = [], 0
     for group in terms:
-        per_answer.append([place for found in places[at : at + len(group)] for place in found])
+        found = {(p.path, p.offset): p for places_of in places[at : at + len(group)] for p in places_of}
+        per_answer.append(sorted(found.values(), key=lambda p: (p.path, p.offset))[:limit])
         at += len(group)
     return per_answer, notes
 

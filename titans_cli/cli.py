@@ -101,7 +101,7 @@ def ask(
     questions: Path | None = typer.Option(
         None, "--questions", help="A file of questions: one per line, or JSON lines."
     ),
-    max_tokens: int = typer.Option(64, "--max-tokens", help="Most tokens per answer."),
+    max_tokens: int = typer.Option(128, "--max-tokens", help="Most tokens per answer."),
     temperature: float = typer.Option(0.0, "--temperature", help="0 answers greedily; > 0 samples."),
     top_k: int = typer.Option(0, "--top-k", help="Sample only from the k most likely tokens (0: all)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampler."),

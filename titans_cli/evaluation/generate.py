@@ -12,7 +12,6 @@ import torch
 from torch import Tensor
 
 from titans_cli.models import TitansConfig, TitansModel, TitansState, Tokenizer
-from titans_cli.tasks import QAExample
 
 PIECE_TOKENS = 4096
 
@@ -25,32 +24,6 @@ def prompt_ids(config: TitansConfig, tokenizer: Tokenizer, question: str) -> Ten
     before, after = config.prompt_template.split("{question}", 1)
     parts = [tokenizer.encode_text(before), tokenizer.encode(question.encode()), tokenizer.encode_text(after)]
     return torch.cat(parts)
-
-
-def answer_text(config: TitansConfig, example: QAExample) -> str:
-    """What the model is trained to answer, and graded on: the value, or with `answer_style = "quote"` the
-    needle sentences of a NIAH example (each in document order; the value is inside)."""
-    needles = example.meta.get("needles")
-    if config.answer_style == "quote" and needles:
-        asked = [s for s in needles if f" {example.meta['key']} " in s]
-        order = example.meta["offsets"]
-        return " ".join(s for _, s in sorted(zip(order, needles, strict=True)) if s in asked)
-    return example.answer
-
-
-def is_correct(config: TitansConfig, example: QAExample, predicted: str) -> bool:
-    """Exact match with `answer_text`; a quoting model's NIAH answer is right when it holds every asked value
-    in the answer's order (RULER's string match): a 7-digit value, word or UUID is not found by chance, and
-    a slip in the copied key of the sentence costs the user nothing."""
-    if config.answer_style == "quote" and example.meta.get("needles"):
-        at = 0
-        for value in example.answer.split(", "):
-            at = predicted.find(value, at)
-            if at < 0:
-                return False
-            at += len(value)
-        return True
-    return predicted.strip() == answer_text(config, example).strip()
 
 
 def stop_ids(tokenizer: Tokenizer) -> set[int]:

@@ -14,16 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from titans_cli.evaluation.generate import (
-    PIECE_TOKENS,
-    answer_text,
-    decode,
-    is_correct,
-    prompt_ids,
-    read,
-    select_row,
-    stop_ids,
-)
+from titans_cli.evaluation.answers import answer_text, is_correct
+from titans_cli.evaluation.generate import PIECE_TOKENS, decode, prompt_ids, read, select_row, stop_ids
 from titans_cli.evaluation.seeds import eval_seed
 from titans_cli.evaluation.suites import FAMILIES, draw_example
 from titans_cli.models import TitansModel, tokenizer_for
@@ -80,7 +72,7 @@ def evaluate_text(
                     logits, row_state = read(model, prompt_ids(model.config, tokenizer, example.question)[None]
                                              .to(device), select_row(state, row))  # fmt: skip
                     expected = answer_text(model.config, example)
-                    cap = 2 * len(expected) + 16  # room to run past the answer, so a non-stop is wrong
+                    cap = 2 * len(expected) + 16  # room to run past the answer
                     (out,), _ = decode(model, logits, row_state, cap, stops)
                     predicted = tokenizer.decode(out.ids).decode("utf-8", errors="replace")
                     correct += is_correct(model.config, example, predicted)

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from titans_cli.evaluation.generate import answer_text, prompt_ids
+from titans_cli.evaluation.answers import answer_text
+from titans_cli.evaluation.generate import prompt_ids
 from titans_cli.evaluation.seeds import eval_seed, train_seed
 from titans_cli.evaluation.suites import FAMILIES, draw_example
 from titans_cli.models import tokenizer_for

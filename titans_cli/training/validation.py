@@ -1,7 +1,9 @@
 """Periodic held-out evaluation during training: loss, answer accuracy and bits per token per component.
 
 Answer accuracy is teacher-forced: an example counts when the argmax at every answer position, EOS
-included, is the expected token, which is exactly when greedy decoding would produce the answer.
+included, is the expected token, which is exactly when greedy decoding would produce the answer. For a
+quoting model that is the whole needle sentence, key included: stricter than `titans eval`, which asks
+only for the quoted values (`evaluation/answers.py`).
 """
 
 from __future__ import annotations
