@@ -2,8 +2,9 @@
 
     python samples/make_samples.py
 
-notes.txt       64 KiB of held-out haystack text (CPython's own docs) with three planted facts, asked in
-                questions.txt in the prompt style `text-tiny` was trained on
+notes.txt       1.5 KiB of held-out haystack text (CPython's own docs) with a fact planted 600 bytes before
+                its end, asked in questions.txt; answers.json has the planted value. (`text-tiny` answers
+                one such fact, not several of the same form: its model card measures both.)
 genome.fa       a 120 kb synthetic genome whose bases 20,000–25,000 are copied again at 75,000 (50 kb later),
                 and a 4 kb second record
 first_copy.fa   that first copy alone: ingest it, then score genome.fa against the memory
@@ -19,6 +20,7 @@ from titans_cli.tasks import make_genome, make_niah
 from titans_cli.tasks.niah import niah_question
 
 HERE = Path(__file__).parent
+NOTES_CHARS = 1536
 SEGMENT = (20_000, 25_000)
 COPY_AT = 75_000
 
@@ -32,12 +34,11 @@ def fasta(records: list[tuple[str, bytes]]) -> str:
 
 
 def main() -> None:
-    notes = make_niah(65536, seed=7, variant="multikey", needle="number", split="eval", n_needles=3)
+    notes = make_niah(NOTES_CHARS, seed=7, variant="single", needle="number", split="eval")
     (HERE / "notes.txt").write_text(notes.document)
-    questions = [niah_question("single", "number", key) for key in notes.meta["keys"]]
-    (HERE / "questions.txt").write_text("\n".join(questions) + "\n")
-    answers = dict(zip(questions, notes.meta["values"]))
-    (HERE / "answers.json").write_text(json.dumps(answers, indent=2) + "\n")
+    question = niah_question("single", "number", notes.meta["key"])
+    (HERE / "questions.txt").write_text(question + "\n")
+    (HERE / "answers.json").write_text(json.dumps({question: notes.answer}, indent=2) + "\n")
 
     genome = bytearray(make_genome(120_000, seed=11).sequence)
     start, end = SEGMENT

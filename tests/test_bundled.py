@@ -1,5 +1,6 @@
 """The bundled models: resolvable by name from anywhere, described by their cards, and doing their jobs."""
 
+import json
 import re
 import shlex
 import shutil
@@ -53,6 +54,33 @@ def test_readme_main_job_runs_end_to_end(tmp_path):
     assert (tmp_path / "scores.tsv").read_text().startswith("id\tsource\tlength")
     assert (tmp_path / "genome.bedgraph").read_text().startswith("track type=bedGraph")
     assert len((tmp_path / "variants.tsv").read_text().splitlines()) == 1 + 5  # 5 sites; a symbolic ALT skipped
+
+
+def test_bundled_text_model_answers_the_fact_planted_in_the_sample_notes(tmp_path):
+    """Issue #7: `samples/notes.txt` (samples/make_samples.py: held-out background text, a fact planted at a
+    seeded depth) is ingested; `ask` returns the planted value. The fact lies further back than text-tiny's
+    attention window, so only the memory carries it; the same notes with the fact cut out do not give it."""
+    from titans_cli.ask import ask
+    from titans_cli.ingest import IngestRequest, ingest
+    from titans_cli.saved_memory import load_memory
+
+    notes = (ROOT / "samples" / "notes.txt").read_text()
+    expected = json.loads((ROOT / "samples" / "answers.json").read_text())
+    window = resolve_model("text-tiny").load().config.window
+    cut = notes
+    for question, value in expected.items():
+        key = question.split(" for ")[1].split(" mentioned")[0]
+        sentence = f"The special magic number for {key} is: {value}. "
+        assert len(notes) - notes.index(sentence) > window  # beyond attention's reach from the question
+        cut = cut.replace(sentence, "")
+    for name, text in (("notes.txt", notes), ("cut.txt", cut)):
+        (tmp_path / name).write_text(text)
+        ingest(IngestRequest([str(tmp_path / name)], tmp_path / f"{name}.mem"))
+    questions = list(expected)
+    answers = [a.answer for a in ask(load_memory(tmp_path / "notes.txt.mem"), questions)]
+    assert all(expected[q] in a for q, a in zip(questions, answers, strict=True)), answers
+    without = [a.answer for a in ask(load_memory(tmp_path / "cut.txt.mem"), questions)]
+    assert not any(expected[q] in a for q, a in zip(questions, without, strict=True)), without
 
 
 def test_ingest_and_score_pick_the_bundled_model_for_the_input(tmp_path):
