@@ -55,7 +55,7 @@ def main() -> None:
     print("| init | span | chunk | θ_max | norm floor | outer gradient norm | untrained recall |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for init, span, chunk, theta_max, floor in CASES:
-        neural_memory.NORM_FLOOR = floor
+        neural_memory.NORM_FLOOR = floor  # read by unit() at each call; this script is its only user
         config = replace(train.model, variant="mag", n_layers=2, n_heads=2, conv_kernel=13, memory_init=init,
                          induction_span=span, chunk_size=chunk, theta_max=theta_max, max_chunk_step=0.0,
                          memory_gate="sigmoid")  # fmt: skip

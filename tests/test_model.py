@@ -221,6 +221,19 @@ def test_induction_config_is_checked():
         tiny_config("lmm", memory_init="zeros")
 
 
+@torch.no_grad()
+def nearest_values_read(model: TitansModel, tokens: torch.Tensor) -> torch.Tensor:
+    """A one-head, one-layer memory writes `tokens` [1, T]; at each position, the token whose value vector
+    (centred over all 256) is nearest to what the query there reads back."""
+    block, memory = model.blocks[0], model.blocks[0].memory
+    tail = memory.init_state(1)["mem.conv"]
+    x = block.norm_mem(model.embed(tokens))
+    weights = memory.weights(memory(x, memory.init_state(1))[1])
+    read = memory_read(weights, memory.projections(x, tail)[0])[0, 0]
+    values = memory.projections(block.norm_mem(model.embed(torch.arange(256)[None])), tail)[2][0, 0]
+    return (read @ torch.nn.functional.normalize(values - values.mean(0), dim=-1).T).argmax(-1)
+
+
 def test_induction_memory_returns_the_next_token_at_initialisation():
     """Having read 17 distinct tokens, an untrained "induction" memory answers a query for one of them with
     the value of the token that followed it (nearest of all 256 tokens' values, centred): 0.20–0.80 of 15
@@ -230,14 +243,7 @@ def test_induction_memory_returns_the_next_token_at_initialisation():
         tokens = torch.randperm(256, generator=torch.Generator().manual_seed(seed))[:17][None]
         for init in recalled:
             model = tiny_model("lmm", memory_init=init, memory_grad_clip=1.0, n_heads=1, n_layers=1, theta_max=1.0)
-            block, memory = model.blocks[0], model.blocks[0].memory
-            with torch.no_grad():
-                tail = memory.init_state(1)["mem.conv"]
-                x = block.norm_mem(model.embed(tokens))
-                weights = memory.weights(memory(x, memory.init_state(1))[1])
-                read = memory_read(weights, memory.projections(x, tail)[0])[0, 0]
-                values = memory.projections(block.norm_mem(model.embed(torch.arange(256)[None])), tail)[2][0, 0]
-                nearest = (read @ torch.nn.functional.normalize(values - values.mean(0), dim=-1).T).argmax(-1)
+            nearest = nearest_values_read(model, tokens)
             recalled[init].append((nearest[:15] == tokens[0, 1:16]).sum().item())  # 16 written: two whole chunks
     assert min(recalled["induction"]) >= 2 and sum(recalled["induction"]) >= 0.3 * 8 * 15, recalled
     assert max(recalled["random"]) <= 1, recalled
@@ -276,14 +282,7 @@ def test_induction_span_tells_apart_contexts_that_share_the_last_token():
             torch.manual_seed(seed)
             model = tiny_model("lmm", memory_init="induction", memory_grad_clip=1.0, n_heads=1, n_layers=1,
                                theta_max=1.0, conv_kernel=span + 1, induction_span=span)  # fmt: skip
-            block, memory = model.blocks[0], model.blocks[0].memory
-            with torch.no_grad():
-                tail = memory.init_state(1)["mem.conv"]
-                x = block.norm_mem(model.embed(tokens))
-                weights = memory.weights(memory(x, memory.init_state(1))[1])
-                read = memory_read(weights, memory.projections(x, tail)[0])[0, 0]
-                values = memory.projections(block.norm_mem(model.embed(torch.arange(256)[None])), tail)[2][0, 0]
-                nearest = (read @ torch.nn.functional.normalize(values - values.mean(0), dim=-1).T).argmax(-1)
+            nearest = nearest_values_read(model, tokens)
             recalled[span].append((nearest[1::3] == last).sum().item())  # the queries at each x
     assert max(recalled[1]) <= 1 and sum(recalled[3]) >= 16, recalled
 
