@@ -56,9 +56,9 @@ class TitansConfig:
                       needs mac_memory_input "segment", since keys made from the attention output match nothing.
     induction_span:   with memory_init "induction", how many preceding tokens a key reads (the query reads
                       the same span ending one token later); needs conv_kernel > induction_span, and 1 for
-                      MAC (its segment read query sees one token). One token
-                      is a bigram key; a span of n keys each association on the last n tokens, with a random
-                      sign per channel and lag, so that only an exact n-token context matches in full.
+                      MAC (its segment read query sees one token). One token is a bigram key; a span of n
+                      keys each association on the last n tokens, with a random sign per channel and lag,
+                      so that only an exact n-token context matches in full.
     answer_style:     "value": a QA answer is the value alone; "quote": a NIAH answer is the needle sentence
                       that holds it, so its value follows the same context as in the document (a copy
                       the memory can make); other tasks answer with the value.
