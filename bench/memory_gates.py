@@ -1,10 +1,13 @@
 """What each layer's memory learned to do: its gates, averaged over a held-out stream.
 
-    python bench/memory_gates.py --model text-tiny [--tokens 4096]
+    python bench/memory_gates.py --model text-tiny [--tokens 4096] [--needles 8]
 
 Prints a Markdown table per layer: mean θ, η and α over the stream, the memory's time constant 1/α in
 tokens (how long it keeps what it wrote) and its step per chunk C·θ/(1 − η). The stream is held-out
-haystack text (text models) or a synthetic genome from an evaluation seed (DNA models).
+haystack text (text models) or a synthetic genome from an evaluation seed (DNA models). With
+`--needles N` (text) it reads N held-out single-needle NIAH documents of that length instead and gives
+each layer two rows, the needle sentence's bytes and the background's: whether the memory writes
+selectively.
 """
 
 from __future__ import annotations
@@ -17,20 +20,29 @@ from titans_cli.evaluation.seeds import eval_seed
 from titans_cli.model_registry import resolve_model
 from titans_cli.models import tokenizer_for
 from titans_cli.models.neural_memory import NeuralMemory
-from titans_cli.tasks import Haystack, make_genome
+from titans_cli.tasks import Haystack, make_genome, make_niah
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="bundled model name or model directory")
     parser.add_argument("--tokens", type=int, default=4096)
+    parser.add_argument("--needles", type=int, default=0, help="text: read N NIAH documents, split the rows")
     args = parser.parse_args()
     model = resolve_model(args.model).load().eval()
     cfg = model.config
+    streams: list[tuple[bytes, torch.Tensor]] = []  # (stream, which of its bytes belong to a needle)
     if cfg.tokenizer == "dna":
-        data = make_genome(args.tokens, eval_seed(0, "gates")).sequence
-    else:
-        data = Haystack("eval").text(args.tokens, 0).encode()[: args.tokens]
+        genome = make_genome(args.tokens, eval_seed(0, "gates")).sequence
+        streams.append((genome, torch.zeros(args.tokens, dtype=torch.bool)))
+    elif not args.needles:
+        text = Haystack("eval").text(args.tokens, 0).encode()[: args.tokens]
+        streams.append((text, torch.zeros(args.tokens, dtype=torch.bool)))
+    for i in range(args.needles):
+        example = make_niah(args.tokens, eval_seed(0, "gates", i), "single", "number", split="eval")
+        needle = torch.zeros(args.tokens, dtype=torch.bool)
+        needle[example.meta["offsets"][0] : example.meta["offsets"][0] + len(example.meta["needles"][0])] = True
+        streams.append((example.document.encode(), needle))
 
     gates: dict[int, list[torch.Tensor]] = {}
     memories = [m for m in model.modules() if isinstance(m, NeuralMemory)]
@@ -45,14 +57,18 @@ def main() -> None:
     for layer, memory in enumerate(memories):
         memory.register_forward_hook(record(layer))
     with torch.no_grad():
-        model(tokenizer_for(cfg.tokenizer).encode(data)[None])
-    print("| layer | θ | η | α | 1/α (tokens) | C·θ/(1−η) |")
-    print("| --- | --- | --- | --- | --- | --- |")
+        for data, _ in streams:
+            model(tokenizer_for(cfg.tokenizer).encode(data)[None])
+    needle = torch.cat([n.repeat(cfg.n_heads) for _, n in streams])  # the gates' order: stream, head, token
+    parts = {"all": torch.ones_like(needle)} if not args.needles else {"needle": needle, "background": ~needle}
+    print("| layer | bytes | θ | η | α | 1/α (tokens) | C·θ/(1−η) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for layer in sorted(gates):
-        theta, one_minus_eta, alpha = torch.cat(gates[layer], dim=1)
-        step = (cfg.chunk_size * theta / one_minus_eta).median()
-        eta, alpha = 1 - one_minus_eta.mean(), alpha.mean()
-        print(f"| {layer} | {theta.mean():.4f} | {eta:.2f} | {alpha:.4f} | {1 / alpha:.0f} | {step:.2f} |")
+        for part, where in parts.items():
+            theta, one_minus_eta, alpha = torch.cat(gates[layer], dim=1)[:, where]
+            step = (cfg.chunk_size * theta / one_minus_eta).median()
+            eta, alpha = 1 - one_minus_eta.mean(), alpha.mean()
+            print(f"| {layer} | {part} | {theta.mean():.4f} | {eta:.2f} | {alpha:.4f} | {1 / alpha:.0f} | {step:.2f} |")
 
 
 if __name__ == "__main__":

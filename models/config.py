@@ -59,6 +59,11 @@ class TitansConfig:
                       MAC (its segment read query sees one token). One token is a bigram key; a span of n
                       keys each association on the last n tokens, with a random sign per channel and lag,
                       so that only an exact n-token context matches in full.
+    tied_query:       q_t is the key token t + 1 will have: one projection and conv make the query, and
+                      k_t = q_{t−1}. A context read back then matches the key it was written under exactly,
+                      however training moves the projection; with separate W_Q and W_K (the paper's, False)
+                      training had pulled that match to cosine 0.5–0.7 in text-tiny's first layer. Not for MAC,
+                      whose segment read has its own query.
     answer_style:     "value": a QA answer is the value alone; "quote": a NIAH answer is the needle sentence
                       that holds it, so its value follows the same context as in the document (a copy
                       the memory can make); other tasks answer with the value.
@@ -86,6 +91,7 @@ class TitansConfig:
     memory_gate: str = "silu"
     memory_init: str = "random"
     induction_span: int = 1
+    tied_query: bool = False
     rope_base: float = 10000.0
     tie_embeddings: bool = True
     norm_eps: float = 1e-6
@@ -129,6 +135,8 @@ class TitansConfig:
         if self.memory_init == "induction" and self.variant == "mac" and self.induction_span > 1:
             problems.append("memory_init 'induction' for MAC needs induction_span 1: MAC's read query sees one "
                             "token, so it cannot match a key over several")  # fmt: skip
+        if self.tied_query and self.variant == "mac":
+            problems.append("tied_query is not for MAC: its segment read has a query of its own")
         if self.answer_style not in ANSWER_STYLES:
             problems.append(f"answer_style must be one of {', '.join(ANSWER_STYLES)}, got {self.answer_style!r}")
         if self.memory_init == "induction" and self.variant == "mac" and self.mac_memory_input != "segment":

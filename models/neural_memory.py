@@ -39,8 +39,11 @@ class NeuralMemory(nn.Module):
         self.max_chunk_step = cfg.max_chunk_step
         self.learning = True  # False freezes the memory (θ = 0, α = 0): the no-memory ablation
         inner = cfg.n_heads * cfg.head_dim
-        self.qkv = nn.Linear(cfg.d_model, 3 * inner, bias=False)
-        self.conv = nn.Conv1d(3 * inner, 3 * inner, cfg.conv_kernel, groups=3 * inner, bias=False)
+        # `tied_query`: one projection and conv make q_t, and k_t is q_{t−1}; otherwise q, k, v are separate.
+        self.tied_query = cfg.tied_query
+        streams = 2 if cfg.tied_query else 3
+        self.qkv = nn.Linear(cfg.d_model, streams * inner, bias=False)
+        self.conv = nn.Conv1d(streams * inner, streams * inner, cfg.conv_kernel, groups=streams * inner, bias=False)
         # θ_t, η_t, α_t logits per head. All gradients of a chunk share the chunk-start weights, so
         # for aligned keys one chunk moves the memory by about C·θ/(1 − η) times its error, and more
         # than 2 diverges. Starting at C·θ/(1 − η) = 1.75 (any chunk size; less where θ_max is too low
@@ -70,7 +73,7 @@ class NeuralMemory(nn.Module):
     @torch.no_grad()
     def init_induction(self, span: int = 1, read_query: nn.Linear | None = None) -> None:
         """`memory_init = "induction"`: v_t reads token t; k_t reads tokens t − span … t − 1 and q_t the same
-        span one token later, t − span + 1 … t, with W_Q = W_K.
+        span one token later, t − span + 1 … t, with W_Q = W_K (under `tied_query` they stay so).
 
         Writing then stores each token's value under the span before it, and the query at token t matches
         the key of the token that followed the same span before: at step 0 the memory already retrieves a
@@ -85,20 +88,23 @@ class NeuralMemory(nn.Module):
         shifted key (mean cosine 0.85 at the text-tiny widths, span 1).
         """
         inner, taps = self.n_heads * self.head_dim, self.conv.kernel_size[0]
-        w_q, w_k, _ = self.qkv.weight.view(3, inner, -1).unbind(0)
+        streams = 2 if self.tied_query else 3
+        w_k = self.qkv.weight.view(streams, inner, -1)[streams - 2]
         w_k.normal_(std=self.qkv.in_features**-0.5)
-        w_q.copy_(w_k)
+        if not self.tied_query:
+            self.qkv.weight.view(3, inner, -1)[0].copy_(w_k)
         if read_query is not None:
             read_query.weight.copy_(w_k)
         # Tap taps − 1 weighs the current token, tap taps − 1 − j the token j back.
         older = torch.randint(0, 2, (inner, span - 1), device=w_k.device).to(w_k.dtype) * 2 - 1
         # [channel, j]: the key's weight on the token j + 1 back, the query's on the token j back
         lags = torch.cat([torch.ones_like(w_k[:, :1]), older], dim=1) * span**-0.5
-        tap_weights = self.conv.weight.view(3, inner, taps)
+        tap_weights = self.conv.weight.view(streams, inner, taps)
         tap_weights.zero_()
         tap_weights[0, :, taps - span :] = lags.flip(-1)  # q_t: tokens t − span + 1 … t
-        tap_weights[1, :, taps - 1 - span : taps - 1] = lags.flip(-1)  # k_t: tokens t − span … t − 1
-        tap_weights[2, :, taps - 1] = 1.0
+        if not self.tied_query:
+            tap_weights[1, :, taps - 1 - span : taps - 1] = lags.flip(-1)  # k_t: tokens t − span … t − 1
+        tap_weights[-1, :, taps - 1] = 1.0
         bias = self.gates.bias.view(3, self.n_heads)
         bias[0].fill_(6.0)  # θ_t ≈ its ceiling
         bias[1].fill_(-6.0)  # η_t ≈ 0.0025
@@ -114,9 +120,9 @@ class NeuralMemory(nn.Module):
             state[f"mem.w{i}"] = w.to(dtype).unsqueeze(0).expand(batch_size, *w.shape)
             state[f"mem.s{i}"] = torch.zeros(batch_size, *w.shape, dtype=dtype, device=device)
         channels = self.conv.in_channels
-        state["mem.conv"] = torch.zeros(
-            batch_size, self.conv.kernel_size[0] - 1, channels, dtype=self.qkv.weight.dtype, device=device
-        )
+        # A tied query keeps one more token: k of a call's first token is q of the token before it.
+        tail = self.conv.kernel_size[0] - 1 + self.tied_query
+        state["mem.conv"] = torch.zeros(batch_size, tail, channels, dtype=self.qkv.weight.dtype, device=device)
         heads, width = (batch_size, self.n_heads), self.head_dim
         for name in ("q", "k", "v"):
             state[f"mem.pend_{name}"] = torch.zeros(*heads, 0, width, dtype=dtype, device=device)
@@ -161,13 +167,19 @@ class NeuralMemory(nn.Module):
 
     def projections(self, x: Tensor, conv_tail: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """q_t, k_t, v_t [B, H, T, d] in the state dtype (SPEC 2) and the next conv tail. The depthwise causal
-        conv continues from the stream's tail, the last kernel − 1 projected tokens."""
+        conv continues from the stream's tail, the last kernel − 1 projected tokens (kernel under
+        `tied_query`, whose conv also remakes the query of the token before the call: the first key)."""
         batch, length, _ = x.shape
         proj = torch.cat([conv_tail.to(x.dtype), self.qkv(x)], dim=1)
-        tail = proj[:, proj.shape[1] - (self.conv.kernel_size[0] - 1) :]
+        tail = proj[:, proj.shape[1] - conv_tail.shape[1] :]
         mixed = F.silu(self.conv(proj.transpose(1, 2)).transpose(1, 2))
-        q, k, v = (t.view(batch, length, self.n_heads, self.head_dim).transpose(1, 2).to(self.state_dtype)
-                   for t in mixed.chunk(3, dim=-1))  # fmt: skip
+        if self.tied_query:  # positions −1 … T − 1
+            query, v = mixed.chunk(2, dim=-1)
+            q, k, v = query[:, 1:], query[:, :-1], v[:, 1:]
+        else:
+            q, k, v = mixed.chunk(3, dim=-1)
+        q, k, v = (t.reshape(batch, length, self.n_heads, self.head_dim).transpose(1, 2).to(self.state_dtype)
+                   for t in (q, k, v))  # fmt: skip
         return unit(q), unit(k), v, tail
 
     def gate_values(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:

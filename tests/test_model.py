@@ -37,7 +37,21 @@ OPTIONS = ["default", "induction-sigmoid"]
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("options", OPTIONS)
 def test_split_invariance(variant, seed, options):
-    model = tiny_model(variant, **options_for(variant, options))
+    assert_split_invariant(tiny_model(variant, **options_for(variant, options)), seed)
+
+
+@pytest.mark.parametrize("variant", ["lmm", "mag", "mal"])
+@pytest.mark.parametrize("init", ["random", "induction"])
+def test_split_invariance_with_a_tied_query(variant, init):
+    """Under tied_query a call's first key is remade from the conv tail, which keeps one token more."""
+    model = tiny_model(variant, tied_query=True, memory_init=init, memory_grad_clip=1.0, induction_span=3,
+                       conv_kernel=5)  # fmt: skip
+    assert_split_invariant(model, seed=0)
+
+
+def assert_split_invariant(model: TitansModel, seed: int) -> None:
+    """Streaming in pieces (random cuts, pieces of one token, cuts inside a chunk) gives the logits and the
+    state of one call."""
     length = 317
     tokens = torch.randint(0, 256, (2, length), generator=torch.Generator().manual_seed(seed))
     rng = random.Random(seed)
@@ -182,13 +196,15 @@ def test_memory_starts_at_step_1_75_with_or_without_a_cap(cap):
         tiny_config("mac", max_chunk_step=-1.0)
 
 
-@pytest.mark.parametrize("variant, span", [("lmm", 1), ("mac-segment", 1), ("lmm", 3), ("mag", 5)])
-def test_induction_init_keys_look_back_over_the_span(variant, span):
+@pytest.mark.parametrize("variant, span, tied", [("lmm", 1, False), ("mac-segment", 1, False), ("lmm", 3, False),
+                                                 ("mag", 5, False), ("mag", 5, True)])  # fmt: skip
+def test_induction_init_keys_look_back_over_the_span(variant, span, tied):
     """memory_init "induction": k_{t+1} = q_t exactly; v_t depends on token t alone, q_t on tokens
     t − span + 1 … t and k_t on t − span … t − 1, also when the stream continues from a conv tail; MAC's read
-    query starts as the key projection. The random initialisation has none of this."""
+    query starts as the key projection. The random initialisation has none of this (but for the tie)."""
     for init in ("random", "induction"):
-        model = tiny_model(variant, memory_init=init, memory_grad_clip=1.0, conv_kernel=span + 2, induction_span=span)
+        model = tiny_model(variant, memory_init=init, memory_grad_clip=1.0, conv_kernel=span + 2, induction_span=span,
+                           tied_query=tied)  # fmt: skip
         memory = model.blocks[0].memory
         x = torch.randn(1, 20, 32)
         tail = memory.projections(torch.randn(1, 7, 32), memory.init_state(1)["mem.conv"])[3]  # a stream's tail
@@ -198,7 +214,7 @@ def test_induction_init_keys_look_back_over_the_span(variant, span):
             before, after = (memory.projections(t, tail)[:3] for t in (x, changed))
         induction = init == "induction"
         q, k, _ = before
-        assert torch.allclose(q[:, :, :-1], k[:, :, 1:]) == induction
+        assert torch.allclose(q[:, :, :-1], k[:, :, 1:]) == (induction or tied)
         for name, old, new, first, count in zip("qkv", before, after, (5, 6, 5), (span, span, 1)):
             differs = (old - new).abs().amax(dim=(0, 1, 3)) > 0  # per position
             assert differs[first : first + count].all(), name
@@ -206,6 +222,30 @@ def test_induction_init_keys_look_back_over_the_span(variant, span):
         if variant.startswith("mac"):
             w_k = memory.qkv.weight.chunk(3)[1]
             assert torch.equal(model.blocks[0].read_query.weight, w_k) == induction
+
+
+@pytest.mark.parametrize("init", ["random", "induction"])
+def test_tied_query_is_the_next_tokens_key(init):
+    """tied_query: q_t = k_{t+1} exactly for any weights (random, induction, after a training step), also
+    across a call boundary: the query of a call's last token is the key of the next call's first token."""
+    model = tiny_model("mag", tied_query=True, memory_init=init, memory_grad_clip=1.0, induction_span=3,
+                       conv_kernel=5).train()  # fmt: skip
+    memory = model.blocks[0].memory
+    assert memory.qkv.out_features == 2 * 32  # no W_Q of its own
+    logits, _ = model(torch.randint(0, 256, (1, 40)))
+    logits.square().mean().backward()
+    with torch.no_grad():
+        for p in model.parameters():
+            p -= 0.1 * p.grad.sign()  # any change of W_K and the taps keeps the tie
+    x = torch.randn(1, 30, 32)
+    with torch.no_grad():
+        q, k, _, _ = memory.projections(x, memory.init_state(1)["mem.conv"])
+        first_q, _, _, tail = memory.projections(x[:, :17], memory.init_state(1)["mem.conv"])
+        _, second_k, _, _ = memory.projections(x[:, 17:], tail)
+    assert torch.equal(q[:, :, :-1], k[:, :, 1:])
+    torch.testing.assert_close(first_q[:, :, -1], second_k[:, :, 0])
+    with pytest.raises(ValueError, match="tied_query"):
+        tiny_config("mac-segment", tied_query=True)
 
 
 def test_induction_config_is_checked():

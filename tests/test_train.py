@@ -206,6 +206,25 @@ def test_resume_continues_the_same_run(tmp_path):
     assert not list((tmp_path / "stopped" / "checkpoints").glob(".tmp-*"))
 
 
+def test_a_fine_tuning_run_starts_from_the_given_model(tmp_path):
+    """init_from: step 0 is the source model's weights (a run of 0 optimiser steps exports them unchanged),
+    the start event records the source and its content hash, and another architecture is refused."""
+    train(TrainRun(out=tmp_path / "source", config=tiny_run(steps=2)))
+    source = resolve_model(str(tmp_path / "source" / "model"))
+    config = tiny_run(steps=3, init_from=str(tmp_path / "source" / "model"))
+    train(TrainRun(out=tmp_path / "tuned", config=config, max_steps=0))
+    exported = TitansModel.from_pretrained(tmp_path / "tuned" / "model").state_dict()
+    fresh = TitansModel(config.model).state_dict()
+    for name, weight in source.load().state_dict().items():
+        assert torch.equal(exported[name], weight), name
+    assert not all(torch.equal(exported[n], fresh[n]) for n in fresh)
+    start = read_log(tmp_path / "tuned" / "log.jsonl")[0]
+    assert start["init_from"] == [source.source, source.content_hash]
+    other = tiny_run(model=dataclasses.replace(config.model, n_layers=3), init_from=config.init_from)
+    with pytest.raises(UserError, match="init_from"):
+        train(TrainRun(out=tmp_path / "other", config=other))
+
+
 def test_checkpoints_and_model_hold_no_pickle(tmp_path):
     out = tmp_path / "run"
     train(TrainRun(out=out, config=tiny_run(steps=3, eval_every=2)))

@@ -125,6 +125,9 @@ class TrainConfig:
                       detached: truncated backpropagation through the memory, memory bounded in length
     eval_every:       steps between held-out evaluations (0: never); eval_batches batches each
     checkpoint_every: steps between checkpoints (a run also checkpoints when it stops)
+    init_from:        a model (bundled name or directory) whose weights a new run starts from instead of a
+                      fresh initialisation: fine-tuning. Its config must be `model`'s, names aside; the
+                      optimiser and the schedule start afresh
     """
 
     model: TitansConfig = field(default_factory=TitansConfig)
@@ -140,6 +143,7 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 250
     keep_checkpoints: int = 2
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         problems = []

@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from titans_cli.errors import UserError
+from titans_cli.model_registry import ModelRef, resolve_model
 from titans_cli.models import TitansModel, TitansState
 from titans_cli.training import distributed
 from titans_cli.training.checkpoint import (
@@ -142,9 +143,13 @@ def _train(run: TrainRun, world: distributed.World) -> TrainReport:
     optimizer = build_optimizer(model, config.optim)
     checkpoint = latest_checkpoint(run.out)
     state = TrainerState(seed=config.seed, world_size=world.size)
+    origin = None  # where a fine-tuning run's weights came from: (resolvable source, content hash)
     if checkpoint is not None:
         state = load_checkpoint(checkpoint, model, optimizer, world.device)
         state.world_size = world.size
+    elif config.init_from:
+        source = start_from(model, config.init_from)
+        origin = [source.source, source.content_hash]
     step_fn: nn.Module = PieceLoss(model)
     if world.distributed:  # finds unused parameters: the memory's initial weights only enter the first piece
         device_ids = [world.device] if world.device.type == "cuda" else None
@@ -154,7 +159,7 @@ def _train(run: TrainRun, world: distributed.World) -> TrainReport:
     n_params = sum(p.numel() for p in model.parameters())
     emit({"event": "resume" if checkpoint else "start", "step": state.step, "steps": config.steps,
           "world_size": world.size, "device": str(world.device), "parameters": n_params,
-          "checkpoint": str(checkpoint) if checkpoint else None})  # fmt: skip
+          "checkpoint": str(checkpoint) if checkpoint else None, "init_from": origin})  # fmt: skip
 
     started, base_seconds = time.monotonic(), state.seconds
     last_loss, last_eval, interrupted, skipped = None, {}, False, 0
@@ -215,6 +220,16 @@ def _train(run: TrainRun, world: distributed.World) -> TrainReport:
     distributed.barrier(world)
     return TrainReport(run.out, model_dir, state.step, config.steps, state.tokens, seconds, last_loss, interrupted,
                        last_eval)  # fmt: skip
+
+
+def start_from(model: TitansModel, spec: str) -> ModelRef:
+    """Copy the weights of model `spec` (`init_from`) into `model`, whose config must match it, names aside."""
+    source = resolve_model(spec)
+    if replace(source.config, name="") != replace(model.config, name=""):
+        raise UserError(f"init_from {spec!r}: that model's config differs from this run's model; fine-tuning "
+                        "needs the same architecture (compare its config.json with the run's model section)")
+    model.load_state_dict(source.load(next(model.parameters()).device).state_dict())
+    return source
 
 
 def _run_config(run: TrainRun, world: distributed.World) -> TrainConfig:
@@ -286,7 +301,8 @@ def _model_card(config: TrainConfig, state: TrainerState, last_eval: dict[str, A
                                 f", {d.n_genomes} synthetic genomes of {d.genome_length:,} bases")
         + f"; sequence lengths {d.curriculum} (from step, tokens); TBPTT pieces of {config.tbptt_len}",
         f"- batch: {config.batch_size} × {config.grad_accum} accumulation × {state.world_size} rank(s); "
-        f"AdamW lr {config.optim.lr}, warm-up {config.optim.warmup_steps}, cosine",
+        f"AdamW lr {config.optim.lr}, warm-up {config.optim.warmup_steps}, cosine"
+        + (f"; started from the weights of {config.init_from} (fine-tuned)" if config.init_from else ""),
         f"- reproduce: `titans train --config {CONFIG_FILE} --out RUN` with the {CONFIG_FILE} beside this card"
         + (f" (this session ran `{command}`)" if command else ""),
     ]
