@@ -40,9 +40,11 @@ def main() -> None:
         streams.append((text, torch.zeros(args.tokens, dtype=torch.bool)))
     for i in range(args.needles):
         example = make_niah(args.tokens, eval_seed(0, "gates", i), "single", "number", split="eval")
-        needle = torch.zeros(args.tokens, dtype=torch.bool)
-        needle[example.meta["offsets"][0] : example.meta["offsets"][0] + len(example.meta["needles"][0])] = True
-        streams.append((example.document.encode(), needle))
+        document = example.document.encode()
+        needle = torch.zeros(len(document), dtype=torch.bool)
+        start = len(example.document[: example.meta["offsets"][0]].encode())  # offsets count characters
+        needle[start : start + len(example.meta["needles"][0])] = True
+        streams.append((document, needle))
 
     gates: dict[int, list[torch.Tensor]] = {}
     memories = [m for m in model.modules() if isinstance(m, NeuralMemory)]

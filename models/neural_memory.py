@@ -109,6 +109,18 @@ class NeuralMemory(nn.Module):
         bias[0].fill_(6.0)  # θ_t ≈ its ceiling
         bias[1].fill_(-6.0)  # η_t ≈ 0.0025
 
+    @staticmethod
+    def tie_query(qkv_weight: Tensor, conv_weight: Tensor) -> tuple[Tensor, Tensor]:
+        """A memory's (qkv, conv) weights with separate W_Q and W_K, as `tied_query` weights: W_Q is dropped, and
+        the key's taps, one token later, become the shared query taps, so q_t is the old k_{t+1} and k_t the
+        old k_t, less the key's weight on token t itself, which a tied key cannot have. Fine-tuning an
+        untied model into a tied one (`init_from`) starts from these."""
+        inner = qkv_weight.shape[0] // 3
+        key_taps = conv_weight[inner : 2 * inner]
+        query_taps = torch.zeros_like(key_taps)
+        query_taps[..., 1:] = key_taps[..., :-1]
+        return qkv_weight[inner:].clone(), torch.cat([query_taps, conv_weight[2 * inner :]])
+
     @property
     def state_dtype(self) -> torch.dtype:
         return torch.float64 if self.initial[0].dtype == torch.float64 else torch.float32

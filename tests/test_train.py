@@ -225,6 +225,26 @@ def test_a_fine_tuning_run_starts_from_the_given_model(tmp_path):
         train(TrainRun(out=tmp_path / "other", config=other))
 
 
+def test_an_untied_model_starts_a_tied_query_run(tmp_path):
+    """init_from into tied_query (NeuralMemory.tie_query): at the induction init, where no key weighs its own
+    token, the tied model makes the same keys, and its queries are the untied model's queries."""
+    model = tiny_config("mag", memory_init="induction", memory_grad_clip=1.0, induction_span=3, conv_kernel=5)
+    data = DataConfig(kind="text", mixture={"kv": 1, "lm": 1}, curriculum=[(0, 256)])
+    train(TrainRun(out=tmp_path / "untied", config=tiny_run(model=model, data=data), max_steps=0))
+    tied = dataclasses.replace(model, tied_query=True)
+    config = tiny_run(model=tied, data=data, init_from=str(tmp_path / "untied" / "model"))
+    train(TrainRun(out=tmp_path / "tied", config=config, max_steps=0))
+    memories = [TitansModel.from_pretrained(tmp_path / name / "model").blocks[0].memory for name in ("untied", "tied")]
+    x = torch.randn(1, 24, 32)
+    with torch.no_grad():
+        (q0, k0, v0, _), (q1, k1, v1, _) = (m.projections(x, m.init_state(1)["mem.conv"]) for m in memories)
+    for a, b in ((q0, q1), (k0, k1), (v0, v1)):
+        torch.testing.assert_close(a, b)
+    back = tiny_run(model=model, data=data, init_from=str(tmp_path / "tied" / "model"))
+    with pytest.raises(UserError, match="init_from"):
+        train(TrainRun(out=tmp_path / "back", config=back))
+
+
 def test_checkpoints_and_model_hold_no_pickle(tmp_path):
     out = tmp_path / "run"
     train(TrainRun(out=out, config=tiny_run(steps=3, eval_every=2)))

@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from titans_cli.errors import UserError
 from titans_cli.model_registry import ModelRef, resolve_model
 from titans_cli.models import TitansModel, TitansState
+from titans_cli.models.neural_memory import NeuralMemory
 from titans_cli.training import distributed
 from titans_cli.training.checkpoint import (
     TrainerState,
@@ -223,12 +224,21 @@ def _train(run: TrainRun, world: distributed.World) -> TrainReport:
 
 
 def start_from(model: TitansModel, spec: str) -> ModelRef:
-    """Copy the weights of model `spec` (`init_from`) into `model`, whose config must match it, names aside."""
+    """Copy the weights of model `spec` (`init_from`) into `model`, whose config must match it, names aside;
+    a model with separate W_Q may also start a `tied_query` one (`NeuralMemory.tie_query`)."""
     source = resolve_model(spec)
-    if replace(source.config, name="") != replace(model.config, name=""):
+    tying = model.config.tied_query and not source.config.tied_query
+    same = replace(source.config, name="", tied_query=False) == replace(model.config, name="", tied_query=False)
+    if not same or (source.config.tied_query and not model.config.tied_query):
         raise UserError(f"init_from {spec!r}: that model's config differs from this run's model; fine-tuning "
-                        "needs the same architecture (compare its config.json with the run's model section)")
-    model.load_state_dict(source.load(next(model.parameters()).device).state_dict())
+                        "needs the same architecture, or tied_query added (compare its config.json with the run's "
+                        "model section)")  # fmt: skip
+    weights = source.load(next(model.parameters()).device).state_dict()
+    if tying:
+        for name in [n for n in weights if n.endswith("memory.qkv.weight")]:
+            conv = name.replace("qkv", "conv")
+            weights[name], weights[conv] = NeuralMemory.tie_query(weights[name], weights[conv])
+    model.load_state_dict(weights)
     return source
 
 
