@@ -126,7 +126,8 @@ class TrainConfig:
     eval_every:       steps between held-out evaluations (0: never); eval_batches batches each
     checkpoint_every: steps between checkpoints (a run also checkpoints when it stops)
     init_from:        a model (bundled name or directory) whose weights a new run starts from instead of a
-                      fresh initialisation: fine-tuning. Its config must be `model`'s, names aside; the
+                      fresh initialisation: fine-tuning. Its config must be `model`'s, names aside, or differ
+                      only in `model` adding tied_query (NeuralMemory.tie_query converts the weights); the
                       optimiser and the schedule start afresh
     """
 
