@@ -2,9 +2,9 @@
 
     python samples/make_samples.py
 
-notes.txt       1.5 KiB of held-out haystack text (CPython's own docs) with a fact planted 600 bytes before
+notes.txt       4 KiB of held-out haystack text (CPython's own docs) with a fact planted 1,450 bytes before
                 its end, asked in questions.txt; answers.json has the planted value. (`text-tiny` answers
-                one such fact, not several of the same form: its model card measures both.)
+                one such fact reliably, several of the same form only sometimes: its model card measures both.)
 genome.fa       a 120 kb synthetic genome whose bases 20,000–25,000 are copied again at 75,000 (50 kb later),
                 and a 4 kb second record
 first_copy.fa   that first copy alone: ingest it, then score genome.fa against the memory
@@ -20,7 +20,7 @@ from titans_cli.tasks import make_genome, make_niah
 from titans_cli.tasks.niah import niah_question
 
 HERE = Path(__file__).parent
-NOTES_CHARS = 1536
+NOTES_CHARS = 4096
 SEGMENT = (20_000, 25_000)
 COPY_AT = 75_000
 
