@@ -31,6 +31,8 @@ def main() -> None:
     args = parser.parse_args()
     model = resolve_model(args.model).load().eval()
     cfg = model.config
+    if args.needles and cfg.tokenizer == "dna":
+        parser.error("--needles reads NIAH documents: a text model only")
     streams: list[tuple[bytes, torch.Tensor]] = []  # (stream, which of its bytes belong to a needle)
     if cfg.tokenizer == "dna":
         genome = make_genome(args.tokens, eval_seed(0, "gates")).sequence
@@ -43,7 +45,7 @@ def main() -> None:
         document = example.document.encode()
         needle = torch.zeros(len(document), dtype=torch.bool)
         start = len(example.document[: example.meta["offsets"][0]].encode())  # offsets count characters
-        needle[start : start + len(example.meta["needles"][0])] = True
+        needle[start : start + len(example.meta["needles"][0].encode())] = True
         streams.append((document, needle))
 
     gates: dict[int, list[torch.Tensor]] = {}

@@ -64,7 +64,7 @@ def value_scores(model: TitansModel, length: int, n: int, variant: str, oracle: 
             where[len(example.document.encode()) :] = True  # the question and the answer
             for offset, sentence in zip(example.meta["offsets"], example.meta["needles"], strict=True):
                 start = len(example.document[:offset].encode())  # offsets count characters; tokens are bytes
-                where[start : start + len(sentence)] = True
+                where[start : start + len(sentence.encode())] = True
             write_only(model, where)
         logits, _ = model(ids[:, :-1], model.init_state(1))
         logprobs = torch.log_softmax(logits[0, len(prefix) - 1 :].float(), -1)

@@ -60,8 +60,9 @@ class TitansConfig:
                       keys each association on the last n tokens, with a random sign per channel and lag,
                       so that only an exact n-token context matches in full.
     tied_query:       q_t is the key token t + 1 will have: one projection and conv make the query, and
-                      k_t = q_{t−1}. A context read back then matches the key it was written under exactly,
-                      however training moves the projection; with separate W_Q and W_K (the paper's, False)
+                      k_t = q_{t−1}. Where the memory's input depends on the tokens alone (the first layer), a
+                      context read back then matches the key it was written under exactly, however training
+                      moves the projection; with separate W_Q and W_K (the paper's, False)
                       training had pulled that match to cosine 0.5–0.7 in text-tiny's first layer. Not for MAC,
                       whose segment read has its own query.
     answer_style:     "value": a QA answer is the value alone; "quote": a NIAH answer is the needle sentence

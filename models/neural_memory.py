@@ -89,7 +89,8 @@ class NeuralMemory(nn.Module):
         """
         inner, taps = self.n_heads * self.head_dim, self.conv.kernel_size[0]
         streams = 2 if self.tied_query else 3
-        w_k = self.qkv.weight.view(streams, inner, -1)[streams - 2]
+        # qkv's rows: [W_Q, W_K, W_V], or [W_K, W_V] under the tie (W_K makes the query too)
+        w_k = self.qkv.weight.view(streams, inner, -1)[0 if self.tied_query else 1]
         w_k.normal_(std=self.qkv.in_features**-0.5)
         if not self.tied_query:
             self.qkv.weight.view(3, inner, -1)[0].copy_(w_k)
@@ -113,8 +114,9 @@ class NeuralMemory(nn.Module):
     def tie_query(qkv_weight: Tensor, conv_weight: Tensor) -> tuple[Tensor, Tensor]:
         """A memory's (qkv, conv) weights with separate W_Q and W_K, as `tied_query` weights: W_Q is dropped, and
         the key's taps, one token later, become the shared query taps, so q_t is the old k_{t+1} and k_t the
-        old k_t, less the key's weight on token t itself, which a tied key cannot have. Fine-tuning an
-        untied model into a tied one (`init_from`) starts from these."""
+        old k_t, both less the key's weight on its own token, which a tied key cannot have. The old W_Q and
+        query taps are dropped, so a trained model's reads change. Fine-tuning an untied model into a tied
+        one (`init_from`) starts from these."""
         inner = qkv_weight.shape[0] // 3
         key_taps = conv_weight[inner : 2 * inner]
         query_taps = torch.zeros_like(key_taps)

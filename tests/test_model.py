@@ -7,7 +7,7 @@ import torch
 
 from titans_cli.kernels import memory_read
 from titans_cli.models import TitansConfig, TitansModel, TitansState
-from titans_cli.models.neural_memory import NORM_FLOOR, unit
+from titans_cli.models.neural_memory import NORM_FLOOR, NeuralMemory, unit
 
 from conftest import VARIANTS, tiny_config, tiny_model
 
@@ -70,9 +70,9 @@ def assert_split_invariant(model: TitansModel, seed: int) -> None:
     assert whole_state.position == split_state.position == length
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_causality(variant):
-    model = tiny_model(variant)
+@pytest.mark.parametrize("variant, tied", [(v, False) for v in VARIANTS] + [("mag", True), ("lmm", True)])
+def test_causality(variant, tied):
+    model = tiny_model(variant, tied_query=tied)
     tokens = torch.randint(0, 256, (1, 120))
     with torch.no_grad():
         base, _ = model(tokens)
@@ -246,6 +246,26 @@ def test_tied_query_is_the_next_tokens_key(init):
     torch.testing.assert_close(first_q[:, :, -1], second_k[:, :, 0])
     with pytest.raises(ValueError, match="tied_query"):
         tiny_config("mac-segment", tied_query=True)
+
+
+def test_tie_query_converts_trained_looking_weights():
+    """NeuralMemory.tie_query on random weights (W_Q ≠ W_K, unrelated query taps): the tied memory's k_t is the
+    untied k_t and its q_t the untied k_{t+1}, once the untied key's weight on its own token is zeroed (the
+    one term a tied key cannot have)."""
+    untied = tiny_model("mag").blocks[0].memory
+    tied = tiny_model("mag", tied_query=True).blocks[0].memory
+    inner = untied.n_heads * untied.head_dim
+    with torch.no_grad():
+        untied.conv.weight[inner : 2 * inner, :, -1] = 0.0
+        qkv, conv = NeuralMemory.tie_query(untied.qkv.weight, untied.conv.weight)
+        tied.qkv.weight.copy_(qkv)
+        tied.conv.weight.copy_(conv)
+        x = torch.randn(1, 20, 32)
+        _, k_old, v_old, _ = untied.projections(x, untied.init_state(1)["mem.conv"])
+        q_new, k_new, v_new, _ = tied.projections(x, tied.init_state(1)["mem.conv"])
+    torch.testing.assert_close(k_new, k_old)
+    torch.testing.assert_close(q_new[:, :, :-1], k_old[:, :, 1:])
+    torch.testing.assert_close(v_new, v_old)
 
 
 def test_induction_config_is_checked():
