@@ -17,20 +17,19 @@ import argparse
 import statistics
 
 import torch
+from needle_value import read_to_value
 
-from titans_cli.evaluation.answers import answer_text
-from titans_cli.evaluation.generate import prompt_ids
 from titans_cli.evaluation.seeds import eval_seed
 from titans_cli.model_registry import resolve_model
-from titans_cli.models import TitansModel, tokenizer_for
+from titans_cli.models import TitansModel
 from titans_cli.models.neural_memory import NeuralMemory
 from titans_cli.tasks import make_niah
+from titans_cli.tasks.niah import needle_spans
 
 
 @torch.no_grad()
 def cosines(model: TitansModel, length: int, n: int) -> dict[tuple[int, int], tuple[list[float], list[float]]]:
     """Per (layer, head): the query's cosine with its own needle's key, and with each other needle's."""
-    tokenizer = tokenizer_for(model.config.tokenizer)
     memories = [m for m in model.modules() if isinstance(m, NeuralMemory)]
     seen: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -45,15 +44,12 @@ def cosines(model: TitansModel, length: int, n: int) -> dict[tuple[int, int], tu
     found: dict[tuple[int, int], tuple[list[float], list[float]]] = {}
     for i in range(n):
         example = make_niah(length, eval_seed(0, "niah", "multikey", length, i), "multikey", "number", split="eval")
-        answer = answer_text(model.config, example)
-        quoted = answer[: answer.rindex(example.answer)]
-        prompt = prompt_ids(model.config, tokenizer, example.question)
-        ids = torch.cat([tokenizer.encode(example.document.encode()), prompt, tokenizer.encode(quoted.encode())])
-        model(ids[None], model.init_state(1))
+        prefix, _ = read_to_value(model, example)
+        model(prefix[None], model.init_state(1))
         # k_t is the key under which token t (here a value's first digit) was written; the query at the
         # last position reads what should follow it.
-        needles = zip(example.meta["offsets"], example.meta["needles"], strict=True)
-        digits = [len((example.document[:at] + s[: s.index(" is: ") + 5]).encode()) for at, s in needles]
+        spans = zip(needle_spans(example), example.meta["needles"], strict=True)
+        digits = [start + s.index(" is: ") + 5 for (start, _), s in spans]
         for layer, (q, k) in seen.items():
             for head in range(q.shape[1]):
                 own, *others = (float(q[0, head, -1] @ k[0, head, t]) for t in digits)

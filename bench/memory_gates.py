@@ -21,6 +21,7 @@ from titans_cli.model_registry import resolve_model
 from titans_cli.models import tokenizer_for
 from titans_cli.models.neural_memory import NeuralMemory
 from titans_cli.tasks import Haystack, make_genome, make_niah
+from titans_cli.tasks.niah import needle_spans
 
 
 def main() -> None:
@@ -44,8 +45,8 @@ def main() -> None:
         example = make_niah(args.tokens, eval_seed(0, "gates", i), "single", "number", split="eval")
         document = example.document.encode()
         needle = torch.zeros(len(document), dtype=torch.bool)
-        start = len(example.document[: example.meta["offsets"][0]].encode())  # offsets count characters
-        needle[start : start + len(example.meta["needles"][0].encode())] = True
+        start, end = needle_spans(example)[0]
+        needle[start:end] = True
         streams.append((document, needle))
 
     gates: dict[int, list[torch.Tensor]] = {}

@@ -28,7 +28,8 @@ from titans_cli.evaluation.seeds import eval_seed
 from titans_cli.model_registry import resolve_model
 from titans_cli.models import TitansModel, tokenizer_for
 from titans_cli.models.neural_memory import NeuralMemory
-from titans_cli.tasks import make_niah
+from titans_cli.tasks import QAExample, make_niah
+from titans_cli.tasks.niah import needle_spans
 
 
 def write_only(model: TitansModel, where: torch.Tensor) -> None:
@@ -44,27 +45,32 @@ def write_only(model: TitansModel, where: torch.Tensor) -> None:
             memory.gate_values = masked
 
 
+def read_to_value(model: TitansModel, example: QAExample) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tokens a model reads before the asked value (document, question, and the model's own answer up to
+    the value: nothing, or the quoted sentence's start) and the value's tokens."""
+    tokenizer = tokenizer_for(model.config.tokenizer)
+    answer = answer_text(model.config, example)
+    before_value = answer[: answer.rindex(example.answer)]
+    prefix = torch.cat([tokenizer.encode(example.document.encode()),
+                        prompt_ids(model.config, tokenizer, example.question),
+                        tokenizer.encode(before_value.encode())])  # fmt: skip
+    return prefix, tokenizer.encode(example.answer.encode())
+
+
 @torch.no_grad()
 def value_scores(model: TitansModel, length: int, n: int, variant: str, oracle: bool) -> tuple[float, int, int]:
     """(bits per value byte, answers whose every value byte is the argmax, answers whose likeliest first
     digit belongs to another needle only) over n documents."""
-    tokenizer = tokenizer_for(model.config.tokenizer)
     bits, count, exact, other = 0.0, 0, 0, 0
     for i in range(n):
         example = make_niah(length, eval_seed(0, "niah", variant, length, i), variant, "number", split="eval")
-        answer = answer_text(model.config, example)
-        before_value = answer[: answer.rindex(example.answer)]  # "" for a value answer
-        prefix = torch.cat([tokenizer.encode(example.document.encode()),
-                            prompt_ids(model.config, tokenizer, example.question),
-                            tokenizer.encode(before_value.encode())])  # fmt: skip
-        value = tokenizer.encode(example.answer.encode())
+        prefix, value = read_to_value(model, example)
         ids = torch.cat([prefix, value])[None]
         if oracle:
             where = torch.zeros(ids.shape[1], dtype=torch.bool)
-            where[len(example.document.encode()) :] = True  # the question and the answer
-            for offset, sentence in zip(example.meta["offsets"], example.meta["needles"], strict=True):
-                start = len(example.document[:offset].encode())  # offsets count characters; tokens are bytes
-                where[start : start + len(sentence.encode())] = True
+            where[len(example.document) :] = True  # the question and the answer (documents are ASCII)
+            for start, end in needle_spans(example):
+                where[start:end] = True
             write_only(model, where)
         logits, _ = model(ids[:, :-1], model.init_state(1))
         logprobs = torch.log_softmax(logits[0, len(prefix) - 1 :].float(), -1)

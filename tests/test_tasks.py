@@ -407,3 +407,13 @@ def test_soft_mask_and_gaps():
     assert len(gapped.sequence) == 200_000 and gaps
     assert all(set(gapped.sequence[g.start : g.end]) == {ord("N")} for g in gaps)
     assert gapped.sequence.count(b"N") == sum(len(g) for g in gaps)
+
+
+
+def test_needle_spans_hold_the_needle_sentences():
+    from titans_cli.tasks.niah import needle_spans
+
+    example = make_niah(2048, seed=3, variant="multikey", n_needles=3)
+    spans = needle_spans(example)
+    assert [example.document[a:b] for a, b in spans] == example.meta["needles"]
+    assert len(example.document.encode()) == len(example.document)  # ASCII: the spans are byte spans too

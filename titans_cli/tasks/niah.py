@@ -73,6 +73,13 @@ def quoted_values(text: str) -> list[str]:
     return _QUOTED_VALUE.findall(text)
 
 
+def needle_spans(example: QAExample) -> list[tuple[int, int]]:
+    """Where each needle sentence of a NIAH example lies in its document, [start, end), in `meta["needles"]`
+    order: characters, and bytes too, since documents are ASCII (`QAExample`)."""
+    meta = example.meta
+    return [(o, o + len(s)) for o, s in zip(meta["offsets"], meta["needles"], strict=True)]
+
+
 def _value(rng: random.Random, needle: NeedleKind) -> str:
     if needle == "number":
         return str(rng.randint(1_000_000, 9_999_999))
