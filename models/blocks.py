@@ -1,4 +1,5 @@
-"""The four Titans blocks (SPEC 3). Each maps (x, layer state, position) to (x, layer state, surprise).
+"""The four Titans blocks (SPEC 3). Each maps (x, layer state, position) to (x, layer state, surprise);
+LMM, MAL and MAG also pass `key_input` (a DNA model's k-mer vectors) on to their memory's queries and keys.
 
 All use pre-norm residuals and a gated MLP; they differ in how the memory meets attention.
 """
@@ -28,8 +29,10 @@ class LMMBlock(nn.Module):
     def init_state(self, batch_size: int) -> LayerState:
         return self.memory.init_state(batch_size)
 
-    def forward(self, x: Tensor, state: LayerState, position: int) -> tuple[Tensor, LayerState, Tensor]:
-        m, state, surprise = self.memory(self.norm_mem(x), state)
+    def forward(
+        self, x: Tensor, state: LayerState, position: int, key_input: Tensor | None = None
+    ) -> tuple[Tensor, LayerState, Tensor]:
+        m, state, surprise = self.memory(self.norm_mem(x), state, key_input)
         x = x + m
         return x + self.mlp(self.norm_mlp(x)), state, surprise
 
@@ -45,8 +48,10 @@ class MALBlock(LMMBlock):
     def init_state(self, batch_size: int) -> LayerState:
         return {**self.memory.init_state(batch_size), **self.attn.init_state(batch_size)}
 
-    def forward(self, x: Tensor, state: LayerState, position: int) -> tuple[Tensor, LayerState, Tensor]:
-        m, mem_state, surprise = self.memory(self.norm_mem(x), _part(state, "mem."))
+    def forward(
+        self, x: Tensor, state: LayerState, position: int, key_input: Tensor | None = None
+    ) -> tuple[Tensor, LayerState, Tensor]:
+        m, mem_state, surprise = self.memory(self.norm_mem(x), _part(state, "mem."), key_input)
         x = x + m
         a, attn_state = self.attn(self.norm_attn(x), _part(state, "attn."), position)
         x = x + a
@@ -70,10 +75,12 @@ class MAGBlock(nn.Module):
     def init_state(self, batch_size: int) -> LayerState:
         return {**self.memory.init_state(batch_size), **self.attn.init_state(batch_size)}
 
-    def forward(self, x: Tensor, state: LayerState, position: int) -> tuple[Tensor, LayerState, Tensor]:
+    def forward(
+        self, x: Tensor, state: LayerState, position: int, key_input: Tensor | None = None
+    ) -> tuple[Tensor, LayerState, Tensor]:
         h = self.norm_in(x)
         a, attn_state = self.attn(h, _part(state, "attn."), position)
-        m, mem_state, surprise = self.memory(h, _part(state, "mem."))
+        m, mem_state, surprise = self.memory(h, _part(state, "mem."), key_input)
         g = torch.sigmoid(self.mix(h))
         x = x + g * self.norm_attn_out(a) + (1 - g) * self.norm_mem_out(m)
         return x + self.mlp(self.norm_mlp(x)), {**mem_state, **attn_state}, surprise

@@ -12,6 +12,7 @@ VARIANTS = ("mac", "mag", "mal", "lmm")
 MAC_MEMORY_INPUTS = ("attention", "segment")
 MEMORY_GATES = ("silu", "sigmoid")
 MEMORY_INITS = ("random", "induction")
+MAX_KMER = 10  # 4^10 rows of d_model: already 1 M rows
 ANSWER_STYLES = ("value", "quote")
 
 
@@ -65,6 +66,14 @@ class TitansConfig:
                       moves the projection; with separate W_Q and W_K (the paper's, False)
                       training had pulled that match to cosine 0.5–0.7 in text-tiny's first layer. Not for MAC,
                       whose segment read has its own query.
+    kmer_embedding:   DNA only, k ≥ 2 (0 = off), not MAC: every memory's query and key projections (before the
+                      conv) add a learned vector for the k bases ending at each token (4^k rows, one more for
+                      any k-mer holding N, a special or the start of the stream); values and the residual
+                      stream keep the bases alone. Over single bases a key spanning 12 of them is SiLU of a
+                      linear function of a 4-letter one-hot per lag, whose centred part has rank at most 36
+                      whatever the head width (30 directions measured at width 128, 40 at 512); with 6-mer
+                      vectors, 118 and 440. MAC's segment read has a query of its own (BENCHMARKS.md, "Keys
+                      for DNA").
     answer_style:     "value": a QA answer is the value alone; "quote": a NIAH answer is the needle sentence
                       that holds it, so its value follows the same context as in the document (a copy
                       the memory can make); other tasks answer with the value.
@@ -93,6 +102,7 @@ class TitansConfig:
     memory_init: str = "random"
     induction_span: int = 1
     tied_query: bool = False
+    kmer_embedding: int = 0
     rope_base: float = 10000.0
     tie_embeddings: bool = True
     norm_eps: float = 1e-6
@@ -138,6 +148,10 @@ class TitansConfig:
                             "token, so it cannot match a key over several")  # fmt: skip
         if self.tied_query and self.variant == "mac":
             problems.append("tied_query is not for MAC: its segment read has a query of its own")
+        if self.kmer_embedding and (self.tokenizer != "dna" or not 2 <= self.kmer_embedding <= MAX_KMER):
+            problems.append(f"kmer_embedding is for the dna tokenizer, with k from 2 to {MAX_KMER} (0 = off)")
+        if self.kmer_embedding and self.variant == "mac":
+            problems.append("kmer_embedding is not for MAC: its segment read has a query of its own")
         if self.answer_style not in ANSWER_STYLES:
             problems.append(f"answer_style must be one of {', '.join(ANSWER_STYLES)}, got {self.answer_style!r}")
         if self.memory_init == "induction" and self.variant == "mac" and self.mac_memory_input != "segment":

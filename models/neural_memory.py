@@ -41,7 +41,7 @@ class NeuralMemory(nn.Module):
         inner = cfg.n_heads * cfg.head_dim
         # `tied_query`: one projection and conv make q_t, and k_t is q_{t−1}; otherwise q, k, v are separate.
         self.tied_query = cfg.tied_query
-        streams = 2 if cfg.tied_query else 3
+        self.streams = streams = 2 if cfg.tied_query else 3
         self.qkv = nn.Linear(cfg.d_model, streams * inner, bias=False)
         self.conv = nn.Conv1d(streams * inner, streams * inner, cfg.conv_kernel, groups=streams * inner, bias=False)
         # θ_t, η_t, α_t logits per head. All gradients of a chunk share the chunk-start weights, so
@@ -87,8 +87,7 @@ class NeuralMemory(nn.Module):
         read query, which starts as W_K too: no conv and no SiLU, so its read only approximates the
         shifted key (mean cosine 0.85 at the text-tiny widths, span 1).
         """
-        inner, taps = self.n_heads * self.head_dim, self.conv.kernel_size[0]
-        streams = 2 if self.tied_query else 3
+        inner, taps, streams = self.n_heads * self.head_dim, self.conv.kernel_size[0], self.streams
         # qkv's rows: [W_Q, W_K, W_V], or [W_K, W_V] under the tie (W_K makes the query too)
         w_k = self.qkv.weight.view(streams, inner, -1)[0 if self.tied_query else 1]
         w_k.normal_(std=self.qkv.in_features**-0.5)
@@ -147,14 +146,16 @@ class NeuralMemory(nn.Module):
     def weights(self, state: dict[str, Tensor]) -> list[Tensor]:
         return [state[f"mem.w{i}"] for i in range(len(self.initial))]
 
-    def forward(self, x: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor], Tensor]:
-        """Learn from x [B, T, D] and read the memory at every position.
+    def forward(
+        self, x: Tensor, state: dict[str, Tensor], key_input: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        """Learn from x [B, T, D] and read the memory at every position (`key_input`: see `projections`).
 
         Returns the branch output [B, T, D], the new state, and the surprise ℓ_t(M₀) [B, T] (mean
         over heads).
         """
         length = x.shape[1]
-        q, k, v, tail = self.projections(x, state["mem.conv"])
+        q, k, v, tail = self.projections(x, state["mem.conv"], key_input)
         theta, log_eta, log_keep = self.gate_values(x)
 
         # Redo the pending start of the current chunk together with the new tokens.
@@ -179,12 +180,21 @@ class NeuralMemory(nn.Module):
         surprise = result.surprise[:, :, n_pending:].mean(1)
         return self.read_out(y, x), new_state, surprise
 
-    def projections(self, x: Tensor, conv_tail: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def projections(
+        self, x: Tensor, conv_tail: Tensor, key_input: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """q_t, k_t, v_t [B, H, T, d] in the state dtype (SPEC 2) and the next conv tail. The depthwise causal
         conv continues from the stream's tail, the last kernel − 1 projected tokens (kernel under
-        `tied_query`, whose conv also remakes the query of the token before the call: the first key)."""
+        `tied_query`, whose conv also remakes the query of the token before the call: the first key).
+        `key_input` [B, T, H·d] (the k-mer vectors of `kmer_embedding`) is added to the query and key
+        projections before the conv, not to the values."""
         batch, length, _ = x.shape
-        proj = torch.cat([conv_tail.to(x.dtype), self.qkv(x)], dim=1)
+        projected = self.qkv(x)
+        if key_input is not None:  # qkv's outputs: [q, k, v], or [q, v] under the tie
+            inner = self.n_heads * self.head_dim
+            query_key, values = projected.split([(self.streams - 1) * inner, inner], dim=-1)
+            projected = torch.cat([query_key + key_input.repeat(1, 1, self.streams - 1), values], dim=-1)
+        proj = torch.cat([conv_tail.to(x.dtype), projected], dim=1)
         tail = proj[:, proj.shape[1] - conv_tail.shape[1] :]
         mixed = F.silu(self.conv(proj.transpose(1, 2)).transpose(1, 2))
         if self.tied_query:  # positions −1 … T − 1

@@ -13,7 +13,8 @@ class TitansState:
     """The absolute position plus one flat dict of tensors per layer.
 
     A layer's dict holds its memory weights and momentum at the current chunk start, the conv tails,
-    the pending part of the current chunk and its attention cache; blocks own the key names. Forward
+    the pending part of the current chunk and its attention cache; blocks own the key names. The first
+    layer's dict also carries the input's state where there is one (`kmer.tail`, `kmer_embedding`). Forward
     passes never modify a state in place: they return a new one.
     """
 

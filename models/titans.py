@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from titans_cli.models.blocks import BLOCKS
 from titans_cli.models.config import TitansConfig
+from titans_cli.models.kmer_embedding import TAIL_KEY, KmerEmbedding
 from titans_cli.models.layers import RMSNorm
 from titans_cli.models.neural_memory import NeuralMemory
 from titans_cli.models.state import TitansState
@@ -34,6 +35,9 @@ class TitansModel(nn.Module):
         self.norm = RMSNorm(config.d_model, config.norm_eps)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.apply(_init_weights)
+        # Made last, so that a model with and without k-mers draws the same initial weights for the rest.
+        width = config.n_heads * config.head_dim
+        self.kmer_embed = KmerEmbedding(config.kmer_embedding, width) if config.kmer_embedding else None
         if config.memory_init == "induction":
             for block in self.blocks:
                 block.memory.init_induction(config.induction_span, getattr(block, "read_query", None))
@@ -52,7 +56,10 @@ class TitansModel(nn.Module):
                 m.learning = enabled
 
     def init_state(self, batch_size: int = 1) -> TitansState:
-        return TitansState(0, [block.init_state(batch_size) for block in self.blocks])
+        layers = [block.init_state(batch_size) for block in self.blocks]
+        if self.kmer_embed is not None:  # the input's own state rides in the first layer's dict
+            layers[0][TAIL_KEY] = self.kmer_embed.init_tail(batch_size, self.embed.weight.device)
+        return TitansState(0, layers)
 
     def forward(self, tokens: Tensor, state: TitansState | None = None) -> tuple[Tensor, TitansState]:
         out = self.stream(tokens, state)
@@ -62,14 +69,31 @@ class TitansModel(nn.Module):
         """Read tokens [B, T] from `state` on (a fresh stream when None)."""
         if state is None:
             state = self.init_state(tokens.shape[0])
+        layer_states = list(state.layers)
+        first = dict(layer_states[0])
+        key_input, tail = self.key_input(tokens, first.pop(TAIL_KEY, None))
+        layer_states[0] = first
+        extra = () if key_input is None else (key_input,)  # MAC blocks take no key input
         x = self.embed(tokens)
         layers, surprise = [], torch.zeros(tokens.shape, device=tokens.device)
-        for block, layer_state in zip(self.blocks, state.layers):
-            x, layer_state, layer_surprise = block(x, layer_state, state.position)
+        for block, layer_state in zip(self.blocks, layer_states):
+            x, layer_state, layer_surprise = block(x, layer_state, state.position, *extra)
             layers.append(layer_state)
             surprise = surprise + layer_surprise.float() / len(self.blocks)
+        if tail is not None:
+            layers[0] = {**layers[0], TAIL_KEY: tail}
         logits = self.head(self.norm(x))
         return StreamOutput(logits, TitansState(state.position + tokens.shape[1], layers), surprise)
+
+    def key_input(self, tokens: Tensor, kmer_tail: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+        """What every memory adds to its keys for tokens [B, T] (the k-mer vectors), and the next k-mer tail;
+        (None, None) without `kmer_embedding`."""
+        if self.kmer_embed is None:
+            return None, None
+        if kmer_tail is None:
+            raise ValueError(f"this model has kmer_embedding {self.kmer_embed.k}: its stream state needs "
+                             f"'{TAIL_KEY}' (start streams with init_state)")  # fmt: skip
+        return self.kmer_embed(tokens, kmer_tail)
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write `config.json` and `model.safetensors` (no pickle anywhere)."""

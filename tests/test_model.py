@@ -49,11 +49,12 @@ def test_split_invariance_with_a_tied_query(variant, init):
     assert_split_invariant(model, seed=0)
 
 
-def assert_split_invariant(model: TitansModel, seed: int) -> None:
+def assert_split_invariant(model: TitansModel, seed: int, sample=None) -> None:
     """Streaming in pieces (random cuts, pieces of one token, cuts inside a chunk) gives the logits and the
-    state of one call."""
+    state of one call. `sample(shape)` draws the token ids (default: uniform over the first 256)."""
     length = 317
-    tokens = torch.randint(0, 256, (2, length), generator=torch.Generator().manual_seed(seed))
+    torch.manual_seed(seed)
+    tokens = sample((2, length)) if sample else torch.randint(0, 256, (2, length))
     rng = random.Random(seed)
     # Random cuts, plus pieces of length 1 and cuts inside a chunk.
     cuts = sorted({*rng.sample(range(1, length), 20), 5, 6, 7, 100, 101})

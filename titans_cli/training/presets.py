@@ -83,8 +83,29 @@ def text_tiny_mac() -> TrainConfig:
 
 
 def dna_tiny() -> TrainConfig:
+    """`text-tiny`'s recipe read as DNA: a two-layer MAG whose memories start as induction copies keyed on
+    the 12 bases before each base, with the query tied to the key, trained with backpropagation through
+    whole windows in which two stretches of each are planted again at least 256 bases later. Two changes
+    for DNA: a 6-mer vector beside each base's (`kmer_embedding`), without which a key over 12 bases has
+    about 48 directions whatever the head width, and one memory head of the full width 128, since a head
+    holds about one to two associations per unit of width and every base of a repeat is one
+    (BENCHMARKS.md, "Keys for DNA")."""
+    model = replace(text_tiny().model, name="dna-tiny", vocab_size=9, tokenizer="dna", n_heads=1,
+                    answer_style="value", tied_query=True, kmer_embedding=6)
     return TrainConfig(
-        model=_tiny_model("dna-tiny", "dna", 9),
+        model=model,
+        data=DataConfig(kind="dna", mixture={}, curriculum=[(0, 1024), (150, 2048)], planted_repeats=1.0,
+                        repeats_per_window=2),
+        optim=OptimConfig(lr=2e-3, warmup_steps=50),
+        steps=350, batch_size=8, tbptt_len=2048, eval_every=100, eval_batches=2, checkpoint_every=25,
+    )  # fmt: skip
+
+
+def dna_tiny_mac() -> TrainConfig:
+    """`dna-tiny` until session 11: MAC, random memory init, SiLU gate, 1,024-base TBPTT pieces. Its memory
+    never helped on a repeat (its former model card, commit 3475b60)."""
+    return TrainConfig(
+        model=_tiny_model("dna-tiny-mac", "dna", 9),
         data=DataConfig(kind="dna", mixture={}, curriculum=[(0, 1024), (1500, 2048), (3000, 4096)],
                         planted_repeats=0.5),
         optim=OptimConfig(lr=2e-3, warmup_steps=100),
@@ -115,6 +136,7 @@ PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "text-tiny": text_tiny,
     "text-tiny-mac": text_tiny_mac,
     "dna-tiny": dna_tiny,
+    "dna-tiny-mac": dna_tiny_mac,
     "text-small": text_small,
     "dna-small": dna_small,
 }
