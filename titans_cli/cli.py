@@ -169,7 +169,7 @@ def score(
 def train(
     out: Path | None = typer.Option(None, "--out", "-o", help="Run directory: config, log, checkpoints, model/."),
     preset: str | None = typer.Option(
-        None, "--preset", help="text-tiny, text-tiny-mac, dna-tiny, text-small or dna-small."
+        None, "--preset", help="text-tiny, text-tiny-mac, dna-tiny, dna-tiny-mac, text-small or dna-small."
     ),
     config: Path | None = typer.Option(None, "--config", help="A TrainConfig as JSON or TOML."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
