@@ -4,6 +4,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -122,6 +123,26 @@ def test_text_batches_are_deterministic_and_weighted():
         assert a.targets[row][answer][-1] == tok.eos
         assert weights[answer].sum() == pytest.approx(1.0 / 6) and weights[~answer].sum() == pytest.approx(0.1 / 6)
     assert {"kv", "babi", "lm"} & set(a.components)
+
+
+def test_a_subtask_component_draws_that_subtask_alone():
+    """"niah.multikey" rows are multi-key NIAH only (needles of distinct keys); "niah" mixes subtasks."""
+
+    def needle_keys(mixture: dict[str, float]) -> list[tuple[int, int]]:
+        """(needles, distinct keys) of each row of a batch."""
+        config = tiny_run(batch_size=8, data=DataConfig(kind="text", mixture=mixture, curriculum=[(0, 1024)]))
+        batch = BatchMaker(config).train_batch(0, 0)
+        assert set(batch.components) == {"niah"}  # logged under the family
+        text = [tokenizer_for("bytes").decode(row.tolist()) for row in batch.tokens]
+        rows = [re.findall(rb"magic \w+ for (\S+) is: ", t) for t in text]
+        return [(len(keys), len(set(keys))) for keys in rows]
+
+    assert all(needles == keys >= 2 for needles, keys in needle_keys({"niah.multikey": 1}))
+    assert len(set(needle_keys({"niah": 1}))) > 1
+    with pytest.raises(ValueError, match=r"niah\.multikey"):
+        DataConfig(kind="text", mixture={"niah.several": 1.0}, curriculum=[(0, 512)])
+    with pytest.raises(ValueError, match="512"):
+        DataConfig(kind="text", mixture={"niah.single": 1.0}, curriculum=[(0, 256)])
 
 
 def test_quoting_models_are_trained_to_answer_with_the_needle_sentence():

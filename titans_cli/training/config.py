@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from titans_cli.evaluation.suites import FAMILIES
 from titans_cli.models import TitansConfig, tokenizer_for
 
-TEXT_COMPONENTS = ("niah", "kv", "babi", "lm")
+# A QA family draws its subtasks uniformly; "family.subtask" draws that subtask alone.
+TEXT_COMPONENTS = (*FAMILIES, *(f"{f}.{s}" for f, subtasks in FAMILIES.items() for s in subtasks), "lm")
 
 
 @dataclass
@@ -21,7 +23,8 @@ class DataConfig:
     """What a training sequence is.
 
     kind:           "text" (a mixture of QA families and plain language modelling) or "dna" (genome windows)
-    mixture:        text only: relative odds of each component per sequence (niah, kv, babi, lm)
+    mixture:        text only: relative odds of each component per sequence: a QA family (niah, kv, babi),
+                    one of its subtasks ("niah.multikey"), or lm
     curriculum:     (from_step, tokens per sequence) pairs: sequences grow as training goes
     answer_weight:  loss weight of a QA example's answer tokens (and its EOS), as a mean over them
     context_weight: loss weight of its document and prompt tokens, as a mean over them: reading is learnt,
@@ -86,7 +89,8 @@ class DataConfig:
         """Shortest sequence that fits an example: NIAH's long questions and answers need 512 tokens."""
         if self.kind == "dna":
             return 2
-        return 512 if self.mixture.get("niah", 0) > 0 else 256
+        niah = any(w > 0 and name.split(".")[0] == "niah" for name, w in self.mixture.items())
+        return 512 if niah else 256
 
     def length_at(self, step: int) -> int:
         """Tokens per sequence at `step` (the curriculum entry in force)."""

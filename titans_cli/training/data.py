@@ -98,10 +98,12 @@ class BatchMaker:
             text = self._with_repeats(text, rng, dna=False)
             weights = torch.full((length,), data.lm_weight / length)
             return _Row(self.tokenizer.encode(text), weights, torch.zeros(length, dtype=torch.bool), "lm")
-        return self._qa_row(rng, component, length, split, example_seed)
+        family, _, subtask = component.partition(".")
+        return self._qa_row(rng, family, subtask, length, split, example_seed)
 
-    def _qa_row(self, rng: random.Random, family: str, length: int, split: str, seed: int) -> _Row:
-        subtask = rng.choice(FAMILIES[family])
+    def _qa_row(self, rng: random.Random, family: str, subtask: str, length: int, split: str, seed: int) -> _Row:
+        """A QA row of `subtask` ("" draws one of the family's uniformly), logged under its family."""
+        subtask = subtask or rng.choice(FAMILIES[family])
         needle = rng.choice(NEEDLE_KINDS) if family == "niah" else "number"
         doc_chars = length + 1 - _SUFFIX_GUESS
         for attempt in range(4):  # the question barely depends on the document length: this settles at once
