@@ -16,8 +16,8 @@ the best case for a distant copy.
 
 `--kmers`: the model's `kmer_embedding` (0 = keys over single bases). A first row gives the keys'
 effective dimension, the participation ratio (Σλ)²/Σλ² of the centred keys' covariance over 20 kb: over
-single bases a key is SiLU of a linear function of a 12 × 4 one-hot, so it has few more than 48
-directions however wide the head.
+single bases a key is SiLU of a linear function of a 12 × 4 one-hot, whose centred part has rank at most
+36 before the SiLU, so it has few more directions however wide the head.
 
 This measures capacity and interference at initialisation, not what training makes of it. One thread.
 """

@@ -71,8 +71,9 @@ class TitansConfig:
                       any k-mer holding N, a special or the start of the stream); values and the residual
                       stream keep the bases alone. Over single bases a key spanning 12 of them is SiLU of a
                       linear function of a 4-letter one-hot per lag, whose centred part has rank at most 36
-                      whatever the head width (30 directions measured at width 128, 40 at 512); with 6-mer
-                      vectors, 118 and 440. MAC's segment read has a query of its own (BENCHMARKS.md, "Keys
+                      whatever the head width before the SiLU (29 directions measured at width 128, 40 at
+                      512, over 20 kb); with 6-mer
+                      vectors, 118 and 431. MAC's segment read has a query of its own (BENCHMARKS.md, "Keys
                       for DNA").
     answer_style:     "value": a QA answer is the value alone; "quote": a NIAH answer is the needle sentence
                       that holds it, so its value follows the same context as in the document (a copy

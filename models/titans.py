@@ -35,14 +35,14 @@ class TitansModel(nn.Module):
         self.norm = RMSNorm(config.d_model, config.norm_eps)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.apply(_init_weights)
-        # Made last, so that a model with and without k-mers draws the same initial weights for the rest.
-        width = config.n_heads * config.head_dim
-        self.kmer_embed = KmerEmbedding(config.kmer_embedding, width) if config.kmer_embedding else None
         if config.memory_init == "induction":
             for block in self.blocks:
                 block.memory.init_induction(config.induction_span, getattr(block, "read_query", None))
         if config.tie_embeddings:
             self.head.weight = self.embed.weight
+        # Drawn last, so that a model with and without k-mers draws the same initial weights for the rest.
+        width = config.n_heads * config.head_dim
+        self.kmer_embed = KmerEmbedding(config.kmer_embedding, width) if config.kmer_embedding else None
 
     @property
     def memory_learning(self) -> bool:

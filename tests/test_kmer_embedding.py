@@ -1,5 +1,6 @@
 """`kmer_embedding`: the k-mer index against a plain loop, streaming with the k-mer tail, what it buys keys."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,16 @@ def test_kmers_give_induction_keys_more_directions_than_single_bases_can():
                                            memory_init="induction", memory_grad_clip=1.0, conv_kernel=13,
                                            induction_span=12, tied_query=True, kmer_embedding=k), tokens)  # fmt: skip
     assert dims[0] < 40 and dims[6] > 2.5 * dims[0], dims
+
+
+@pytest.mark.parametrize("init", ["random", "induction"])
+def test_a_kmer_table_leaves_the_other_initial_weights_as_they_were(init):
+    """The table is drawn last, so comparisons with and without k-mers start from the same other weights."""
+    models = []
+    for k in (0, 3):
+        torch.manual_seed(0)
+        config = dataclasses.replace(dna_config(memory_init=init, memory_grad_clip=1.0), kmer_embedding=k)
+        models.append(TitansModel(config).state_dict())
+    plain, with_kmers = models
+    assert set(with_kmers) - set(plain) == {n for n in with_kmers if n.startswith("kmer_embed.")} != set()
+    assert all(torch.equal(plain[n], with_kmers[n]) for n in plain)

@@ -87,8 +87,8 @@ def dna_tiny() -> TrainConfig:
     the 12 bases before each base, with the query tied to the key, trained with backpropagation through
     whole windows in which two stretches of each are planted again at least 256 bases later. Two changes
     for DNA: a 6-mer vector beside each base's (`kmer_embedding`), without which a key over 12 bases has
-    about 48 directions whatever the head width, and one memory head of the full width 128, since a head
-    holds about one to two associations per unit of width and every base of a repeat is one
+    at most 36 directions before the SiLU whatever the head width, and one memory head of the full width
+    128, since a head holds about one to two associations per unit of width and every base of a repeat is one
     (BENCHMARKS.md, "Keys for DNA")."""
     model = replace(text_tiny().model, name="dna-tiny", vocab_size=9, tokenizer="dna", n_heads=1,
                     answer_style="value", tied_query=True, kmer_embedding=6)
