@@ -65,7 +65,8 @@ def main() -> None:
             documents += answered == args.facts
         total = args.n * args.facts
         print(f"| {length:,} | {right} of {total} ({right / total:.0%}) | {documents} of {args.n} | "
-              f"{keys_right} of {total} |", flush=True)  # fmt: skip
+              f"{f'{keys_right} of {total}' if config.answer_style == 'quote' else 'n/a (not quoting)'} |",
+              flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
