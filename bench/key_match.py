@@ -35,8 +35,8 @@ def cosines(model: TitansModel, length: int, n: int) -> dict[tuple[int, int], tu
 
     def keep(layer: int):
         def hook(memory: NeuralMemory, args: tuple) -> None:
-            x, state, key_input = args
-            seen[layer] = memory.projections(x, state["mem.conv"], key_input)[:2]
+            x, state, *key_input = args  # MAC passes no key input
+            seen[layer] = memory.projections(x, state["mem.conv"], *key_input)[:2]
 
         return hook
 

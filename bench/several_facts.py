@@ -64,8 +64,8 @@ def main() -> None:
             right += answered
             documents += answered == args.facts
         total = args.n * args.facts
-        print(f"| {length:,} | {right} of {total} ({right / total:.0%}) | {documents} of {args.n} | "
-              f"{f'{keys_right} of {total}' if config.answer_style == 'quote' else 'n/a (not quoting)'} |",
+        keys = f"{keys_right} of {total}" if config.answer_style == "quote" else "n/a (not quoting)"
+        print(f"| {length:,} | {right} of {total} ({right / total:.0%}) | {documents} of {args.n} | {keys} |",
               flush=True)  # fmt: skip
 
 

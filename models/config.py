@@ -72,9 +72,8 @@ class TitansConfig:
                       stream keep the bases alone. Over single bases a key spanning 12 of them is SiLU of a
                       linear function of a 4-letter one-hot per lag, whose centred part has rank at most 36
                       whatever the head width before the SiLU (29 directions measured at width 128, 40 at
-                      512, over 20 kb); with 6-mer
-                      vectors, 118 and 431. MAC's segment read has a query of its own (BENCHMARKS.md, "Keys
-                      for DNA").
+                      512, over 20 kb); with 6-mer vectors, 118 and 431. MAC's segment read has a query of
+                      its own (BENCHMARKS.md, "Keys for DNA").
     answer_style:     "value": a QA answer is the value alone; "quote": a NIAH answer is the needle sentence
                       that holds it, so its value follows the same context as in the document (a copy
                       the memory can make); other tasks answer with the value.

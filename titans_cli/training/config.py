@@ -18,6 +18,12 @@ from titans_cli.models import TitansConfig, tokenizer_for
 TEXT_COMPONENTS = (*FAMILIES, *(f"{f}.{s}" for f, subtasks in FAMILIES.items() for s in subtasks), "lm")
 
 
+def component_task(component: str) -> tuple[str, str]:
+    """(family, subtask) of a mixture component; the subtask is "" where the family draws them all."""
+    family, _, subtask = component.partition(".")
+    return family, subtask
+
+
 @dataclass
 class DataConfig:
     """What a training sequence is.
@@ -89,7 +95,7 @@ class DataConfig:
         """Shortest sequence that fits an example: NIAH's long questions and answers need 512 tokens."""
         if self.kind == "dna":
             return 2
-        niah = any(w > 0 and name.split(".")[0] == "niah" for name, w in self.mixture.items())
+        niah = any(w > 0 and component_task(name)[0] == "niah" for name, w in self.mixture.items())
         return 512 if niah else 256
 
     def length_at(self, step: int) -> int:

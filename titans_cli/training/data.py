@@ -38,7 +38,7 @@ from titans_cli.models import tokenizer_for
 from titans_cli.tasks import Haystack, make_genome, reverse_complement
 from titans_cli.tasks.genome import mutate
 from titans_cli.tasks.niah import NEEDLE_KINDS
-from titans_cli.training.config import TrainConfig
+from titans_cli.training.config import TrainConfig, component_task
 
 _SUFFIX_GUESS = 96  # prompt + answer tokens, a first guess before the example is drawn
 SeedOf = Callable[..., int]  # (row, *keys) → a seed in the split's half of the seed space
@@ -98,8 +98,7 @@ class BatchMaker:
             text = self._with_repeats(text, rng, dna=False)
             weights = torch.full((length,), data.lm_weight / length)
             return _Row(self.tokenizer.encode(text), weights, torch.zeros(length, dtype=torch.bool), "lm")
-        family, _, subtask = component.partition(".")
-        return self._qa_row(rng, family, subtask, length, split, example_seed)
+        return self._qa_row(rng, *component_task(component), length, split, example_seed)
 
     def _qa_row(self, rng: random.Random, family: str, subtask: str, length: int, split: str, seed: int) -> _Row:
         """A QA row of `subtask` ("" draws one of the family's uniformly), logged under its family."""
