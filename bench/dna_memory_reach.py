@@ -8,11 +8,11 @@ bases, so nothing but the copy predicts them (a genome's own segment may be a mi
 family that its context predicts anyway). A freshly initialised one-layer LMM with the dna-tiny preset's
 memory (induction init keyed on the 12 bases before each base, tied query, depth 2, chunk 8, θ at its
 ceiling under the step cap of 2), one head of width d = d_model, writes every base as it reads. At each
-base of the second copy (after its first 12, whose key still reaches into the bases before it) the
-memory's read M_t(q_t), taken with the weights at the start of its chunk, is compared with the four
-bases' value vectors (centred): recall is the share of positions whose nearest value is the base that
-comes next (chance 0.25). Forgetting α_t is set to a constant (`--alpha`, default 0: keep everything),
-the best case for a distant copy.
+base of the second copy (after its first 12, or 12 + k − 1 with k-mer keys, whose key still reaches
+into the bases before it) the memory's read M_t(q_t), taken with the weights at the start of its chunk,
+is compared with the four bases' value vectors (centred): recall is the share of positions whose
+nearest value is the base that comes next (chance 0.25). Forgetting α_t is set to a constant
+(`--alpha`, default 0: keep everything), the best case for a distant copy.
 
 `--kmers`: the model's `kmer_embedding` (0 = keys over single bases). A first row gives the keys'
 effective dimension, the participation ratio (Σλ)²/Σλ² of the centred keys' covariance over 20 kb: over
@@ -32,6 +32,7 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
+from titans_cli.evaluation.key_geometry import key_dimension
 from titans_cli.evaluation.seeds import eval_seed
 from titans_cli.kernels import memory_read
 from titans_cli.models import TitansModel, tokenizer_for
@@ -39,7 +40,11 @@ from titans_cli.models.kmer_embedding import BASES
 from titans_cli.tasks import make_genome
 from titans_cli.training.presets import preset
 
-SKIP = 12  # the first bases of the second copy, whose 12-base key still reaches into the bases before it
+
+def skipped(model: TitansModel) -> int:
+    """The first bases of the second copy, whose key still reaches into the bases before it: the span, and
+    k − 1 more with k-mer vectors, since the key's convolution reads the k-mer vectors of its span."""
+    return model.config.induction_span + max(model.config.kmer_embedding - 1, 0)
 
 
 def memory_for(width: int, kmer: int, alpha: float, seed: int) -> TitansModel:
@@ -47,8 +52,10 @@ def memory_for(width: int, kmer: int, alpha: float, seed: int) -> TitansModel:
     config = replace(preset("dna-tiny").model, variant="lmm", n_layers=1, n_heads=1, d_model=width,
                      kmer_embedding=kmer)  # fmt: skip
     model = TitansModel(config).eval()
-    with torch.no_grad():
-        model.blocks[0].memory.gates.bias.view(3, 1)[2].fill_(math.log(alpha / (1 - alpha)) if alpha > 0 else -40.0)
+    gates = model.blocks[0].memory.gates  # rows: θ, η, α per head
+    with torch.no_grad():  # α_t = sigmoid(bias) whatever the input: a constant
+        gates.weight.view(3, config.n_heads, -1)[2].zero_()
+        gates.bias.view(3, config.n_heads)[2].fill_(math.log(alpha / (1 - alpha)) if alpha > 0 else -40.0)
     return model
 
 
@@ -72,7 +79,7 @@ def base_values(model: TitansModel) -> torch.Tensor:
 
 @torch.no_grad()
 def recall(model: TitansModel, tokens: torch.Tensor, second: int) -> float:
-    """Next-base recall of the memory's reads at positions second + SKIP … end − 1 of tokens [1, T]."""
+    """Next-base recall of the memory's reads at positions second + `skipped` … end − 1 of tokens [1, T]."""
     memory = model.blocks[0].memory
     x, key_input, state = memory_inputs(model, tokens)
     q = memory.projections(x, state["mem.conv"], key_input)[0]
@@ -89,16 +96,7 @@ def recall(model: TitansModel, tokens: torch.Tensor, second: int) -> float:
         state = learn(state, start, end)
     read = torch.cat(reads, dim=2)[0, 0, second - first_chunk : -1]  # the read at p predicts token p + 1
     nearest = (read.to(torch.float32) @ base_values(model).T).argmax(-1)
-    return (nearest == tokens[0, second + 1 :])[SKIP:].float().mean().item()
-
-
-@torch.no_grad()
-def key_dimension(model: TitansModel, tokens: torch.Tensor) -> float:
-    """Participation ratio of the centred first-layer keys over tokens [1, T]."""
-    x, key_input, state = memory_inputs(model, tokens)
-    keys = model.blocks[0].memory.projections(x, state["mem.conv"], key_input)[1][0, 0, SKIP:]
-    eigen = torch.linalg.eigvalsh(torch.cov(keys.T.double()))
-    return (eigen.sum() ** 2 / (eigen**2).sum()).item()
+    return (nearest == tokens[0, second + 1 :])[skipped(model) :].float().mean().item()
 
 
 def main() -> None:
@@ -117,7 +115,8 @@ def main() -> None:
     print("| segment | gap | " + " | ".join(f"width {w}, k-mer {k or '–'}" for w, k in columns) + " |")
     print("| ---: | ---: | " + " | ".join("---:" for _ in columns) + " |")
     keys = tokenizer.encode(make_genome(20_000, eval_seed(0, "reach-keys")).sequence)[None]
-    dims = [f"{key_dimension(memory_for(w, k, args.alpha, 0), keys):.0f}" for w, k in columns]
+    models = [memory_for(w, k, args.alpha, 0) for w, k in columns]
+    dims = [f"{key_dimension(m, keys, skipped(m)):.0f}" for m in models]
     print("| keys' effective dimension | | " + " | ".join(dims) + " |", flush=True)
     for segment in (int(s) for s in args.segments.split(",")):
         for gap in (int(g) for g in args.gaps.split(",")):

@@ -36,6 +36,22 @@ def test_loads_by_name_from_anywhere_and_matches_its_card(name, tmp_path, monkey
     assert (ref.path / "model.safetensors").stat().st_size <= 25 * 2**20
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_training_configs_beside_the_card_build_the_bundled_model(name):
+    """Each train_config*.json a card names parses and describes the very model shipped; dna-tiny's card
+    says its config is what `titans train --preset dna-tiny --print-config` prints, so that is checked too."""
+    from titans_cli.training.config import TrainConfig
+    from titans_cli.training.presets import preset
+
+    ref = resolve_model(name)
+    configs = sorted(ref.path.glob("train_config*.json"))
+    assert configs
+    for path in configs:
+        assert TrainConfig.from_json(path.read_text()).model == ref.config, path.name
+    if name == "dna-tiny":
+        assert TrainConfig.from_json((ref.path / "train_config.json").read_text()).to_json() == preset(name).to_json()
+
+
 def readme_main_job() -> list[list[str]]:
     """The commands of the README's main-job block."""
     text = (ROOT / "README.md").read_text()

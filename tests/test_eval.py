@@ -3,6 +3,7 @@
 import json
 import math
 import random
+import re
 
 import numpy as np
 import pytest
@@ -195,6 +196,18 @@ def test_eval_command_json_and_refusals(tmp_path, capsys):
     assert main(["eval", "dna", "--model", str(text), "-q"]) == 2  # a text model cannot score DNA
     assert main(["eval", "sudoku", "--model", str(text)]) == 2
     assert main(["eval", "kv", "--model", str(text), "--lengths", "big"]) == 2
+    assert main(["eval", "niah", "--model", str(text), "--needle", "pearl"]) == 2
+    assert main(["eval", "kv", "--model", str(text), "--needle", "word"]) == 2  # kv has no needles
+
+
+def test_eval_niah_asks_for_the_needle_kind_it_is_given(capsys):
+    """`--needle uuid`: every subtask's documents carry UUID values, and the expected answers are them."""
+    assert main(["eval", "niah", "--model", "text-tiny", "--lengths", "768", "--n", "1", "--needle", "uuid",
+                 "--json", "-q"]) == 0  # fmt: skip
+    scores = json.loads(capsys.readouterr().out)["scores"]
+    assert [s["task"] for s in scores] == ["niah_single_uuid", "niah_multikey_uuid", "niah_multivalue_uuid"]
+    uuid = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+    assert all(uuid.search(s["samples"][0]["expected"]) for s in scores)
 
 
 def test_markdown_table_has_every_cell_of_the_console_table():

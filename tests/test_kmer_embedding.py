@@ -7,6 +7,7 @@ import pytest
 import torch
 from test_model import assert_split_invariant
 
+from titans_cli.evaluation.key_geometry import key_dimension
 from titans_cli.ingest import IngestRequest, ingest
 from titans_cli.memory_info import describe_memory
 from titans_cli.models import TitansConfig, TitansModel, tokenizer_for
@@ -80,17 +81,6 @@ def test_a_memory_file_keeps_the_kmer_tail_so_appending_equals_one_ingest(tmp_pa
     assert digests[0] == digests[1]
 
 
-def key_dimension(model: TitansModel, tokens: torch.Tensor) -> float:
-    """Participation ratio (Σλ)²/Σλ² of the first layer's centred keys over tokens [1, T]."""
-    memory = model.blocks[0].memory
-    state = model.init_state(1).layers[0]
-    key_input, _ = model.key_input(tokens, state.get(TAIL_KEY))
-    x = model.blocks[0].norm_mem(model.embed(tokens))
-    keys = memory.projections(x, state["mem.conv"], key_input)[1][0, 0, 12:]
-    eigen = torch.linalg.eigvalsh(torch.cov(keys.T.double()))
-    return (eigen.sum() ** 2 / (eigen**2).sum()).item()
-
-
 @pytest.mark.parametrize("tied", [False, True])
 def test_kmer_vectors_enter_keys_and_queries_but_not_values(tied):
     model = TitansModel(dna_config("lmm", tied_query=tied)).eval()
@@ -117,7 +107,8 @@ def test_kmers_give_induction_keys_more_directions_than_single_bases_can():
         torch.manual_seed(0)
         dims[k] = key_dimension(tiny_model("lmm", vocab_size=9, tokenizer="dna", d_model=128, n_heads=1, n_layers=1,
                                            memory_init="induction", memory_grad_clip=1.0, conv_kernel=13,
-                                           induction_span=12, tied_query=True, kmer_embedding=k), tokens)  # fmt: skip
+                                           induction_span=12, tied_query=True, kmer_embedding=k), tokens,
+                                skip=12)  # fmt: skip
     assert dims[0] < 40 and dims[6] > 2.5 * dims[0], dims
 
 

@@ -141,6 +141,8 @@ def test_a_subtask_component_draws_that_subtask_alone():
     assert len(set(needle_keys({"niah": 1}))) > 1
     with pytest.raises(ValueError, match=r"niah\.multikey"):
         DataConfig(kind="text", mixture={"niah.several": 1.0}, curriculum=[(0, 512)])
+    with pytest.raises(ValueError, match=r"unknown components kv\.kv"):  # a one-subtask family is named by itself alone
+        DataConfig(kind="text", mixture={"kv.kv": 1.0}, curriculum=[(0, 512)])
     with pytest.raises(ValueError, match="512"):
         DataConfig(kind="text", mixture={"niah.single": 1.0}, curriculum=[(0, 256)])
 

@@ -205,6 +205,7 @@ def evaluate(
     ),
     n: int | None = typer.Option(None, "--n", help="Examples per task and length (default 10; dna: genomes, 1)."),
     no_memory: bool = typer.Option(False, "--no-memory", help="Freeze the memory: attention only (ablation)."),
+    needle: str = typer.Option("number", "--needle", help="What niah needles carry: number, word or uuid."),
     seed: int = typer.Option(0, "--seed", help="Evaluation seed (held-out examples are drawn from it)."),
     piece: int = typer.Option(4096, "--piece", help="Tokens per call while reading a document."),
     batch: int = typer.Option(1, "--batch", help="Documents read together (text tasks)."),
@@ -218,7 +219,7 @@ def evaluate(
 
     request = EvalRequest(task=task, model=model, lengths=lengths, n=n, memory=not no_memory, seed=seed,
                           piece_tokens=piece, batch_size=batch, device=device, quiet=quiet,
-                          markdown=as_markdown)  # fmt: skip
+                          markdown=as_markdown, needle=needle)  # fmt: skip
     run_eval(request, as_json)
 
 

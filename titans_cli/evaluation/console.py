@@ -17,6 +17,7 @@ from titans_cli.evaluation.dna_eval import DnaEval, evaluate_dna
 from titans_cli.evaluation.suites import FAMILIES, draw_example
 from titans_cli.evaluation.text_eval import TextEval, evaluate_text
 from titans_cli.model_registry import pick_device, resolve_model
+from titans_cli.tasks.niah import NEEDLE_KINDS, NeedleKind
 
 TASKS = (*FAMILIES, "dna")
 DEFAULT_LENGTHS = {"text": "1k,4k,16k", "dna": "256k"}
@@ -38,6 +39,7 @@ class EvalRequest:
     batch_size: int = 1
     device: str = "auto"
     markdown: bool = False  # print the table as Markdown
+    needle: str = "number"  # what NIAH needles carry: number, word or uuid
     quiet: bool = False
 
 
@@ -52,7 +54,7 @@ def parse_lengths(text: str) -> list[int]:
     return lengths
 
 
-def _check_lengths(task: str, lengths: list[int]) -> None:
+def _check_lengths(task: str, lengths: list[int], needle: NeedleKind) -> None:
     """Refuse, before any model work, a length too short to hold the task's example."""
     for length in lengths:
         if task == "dna":
@@ -61,7 +63,7 @@ def _check_lengths(task: str, lengths: list[int]) -> None:
             continue
         for subtask in FAMILIES[task]:
             try:
-                draw_example(task, subtask, length, 0, "eval")
+                draw_example(task, subtask, length, 0, "eval", needle)
             except ValueError as err:
                 raise UserError(f"--lengths: {length} is too short for {task}/{subtask} ({err})") from err
 
@@ -74,7 +76,11 @@ def run_eval(request: EvalRequest, as_json: bool) -> None:
     n = DEFAULT_N[kind] if request.n is None else request.n
     if n < 1 or request.piece_tokens < 1 or request.batch_size < 1:
         raise UserError("--n, --piece and --batch must be at least 1")
-    _check_lengths(request.task, lengths)
+    if request.needle not in NEEDLE_KINDS:
+        raise UserError(f"--needle: {request.needle!r} is not one of {', '.join(NEEDLE_KINDS)}")
+    if request.needle != "number" and request.task != "niah":
+        raise UserError("--needle applies to the niah task only")
+    _check_lengths(request.task, lengths, request.needle)  # type: ignore[arg-type]
     ref = resolve_model(request.model)
     if (ref.config.tokenizer == "dna") != (kind == "dna"):
         reads = "DNA" if ref.config.tokenizer == "dna" else "text"
@@ -97,7 +103,7 @@ def run_eval(request: EvalRequest, as_json: bool) -> None:
             )
         else:
             result = evaluate_text(model, request.task, lengths, n, request.seed, request.piece_tokens,
-                                   request.batch_size, on_example=advance)  # fmt: skip
+                                   request.batch_size, on_example=advance, needle=request.needle)  # fmt: skip
     if as_json:
         print(json.dumps({"task": request.task, "model": ref.name, "model_hash": ref.content_hash,
                           **to_dict(result)}, indent=2))  # fmt: skip

@@ -19,6 +19,7 @@ from titans_cli.evaluation.generate import PIECE_TOKENS, decode, prompt_ids, rea
 from titans_cli.evaluation.seeds import eval_seed
 from titans_cli.evaluation.suites import FAMILIES, draw_example
 from titans_cli.models import TitansModel, tokenizer_for
+from titans_cli.tasks.niah import NeedleKind
 
 
 @dataclass
@@ -50,8 +51,10 @@ def evaluate_text(
     batch_size: int = 1,
     on_example: Callable[[], None] = lambda: None,
     keep_samples: int = 3,
+    needle: NeedleKind = "number",
 ) -> TextEval:
-    """`n` examples per subtask of `family` and per length; documents of a subtask and length are read in batches."""
+    """`n` examples per subtask of `family` and per length; documents of a subtask and length are read in batches.
+    `needle` is the kind of value NIAH needles carry (other families ignore it)."""
     if family not in FAMILIES:
         raise ValueError(f"unknown text task family {family!r}")
     tokenizer = tokenizer_for(model.config.tokenizer)
@@ -61,8 +64,8 @@ def evaluate_text(
     scores = []
     for length in lengths:
         for subtask in FAMILIES[family]:
-            examples = [draw_example(family, subtask, length, eval_seed(seed, family, subtask, length, i), "eval")
-                        for i in range(n)]  # fmt: skip
+            examples = [draw_example(family, subtask, length, eval_seed(seed, family, subtask, length, i), "eval",
+                                     needle) for i in range(n)]  # fmt: skip
             correct, samples = 0, []
             for first in range(0, n, batch_size):
                 batch = examples[first : first + batch_size]

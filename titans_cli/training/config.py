@@ -15,7 +15,12 @@ from titans_cli.evaluation.suites import FAMILIES
 from titans_cli.models import TitansConfig, tokenizer_for
 
 # A QA family draws its subtasks uniformly; "family.subtask" draws that subtask alone.
-TEXT_COMPONENTS = (*FAMILIES, *(f"{f}.{s}" for f, subtasks in FAMILIES.items() for s in subtasks), "lm")
+# A family with one subtask (kv) is named by itself alone.
+TEXT_COMPONENTS = (
+    *FAMILIES,
+    *(f"{f}.{s}" for f, subtasks in FAMILIES.items() if len(subtasks) > 1 for s in subtasks),
+    "lm",
+)
 
 
 def component_task(component: str) -> tuple[str, str]:
