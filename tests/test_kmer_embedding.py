@@ -18,7 +18,7 @@ from conftest import tiny_config, tiny_model
 
 
 def dna_config(variant: str = "mag", **overrides) -> TitansConfig:
-    return tiny_config(variant, vocab_size=9, tokenizer="dna", kmer_embedding=3, **overrides)
+    return tiny_config(variant, **{"vocab_size": 9, "tokenizer": "dna", "kmer_embedding": 3, **overrides})
 
 
 @pytest.mark.parametrize("k", [2, 3, 6])
@@ -34,14 +34,44 @@ def test_kmer_indices_match_a_plain_loop(k):
             assert got[b, t].item() == want, (b, t, window)
 
 
-@pytest.mark.parametrize("variant", ["lmm", "mag", "mal"])
+def mostly_bases(shape: tuple[int, ...]) -> torch.Tensor:
+    """DNA token ids: bases, with N and the specials now and then (so most k-mers are real ones)."""
+    return torch.where(torch.rand(shape) < 0.05, 4 + torch.randint(0, 5, shape), torch.randint(0, 4, shape))
+
+
+@pytest.mark.parametrize("variant, k", [("lmm", 3), ("mag", 3), ("mal", 3), ("mag", 6)])
 @pytest.mark.parametrize("tied", [False, True])
-def test_split_invariance_with_a_kmer_embedding(variant, tied):
-    """A call's first k − 1 k-mers reach into the tokens before it: the state carries them. Mostly bases
-    (so most k-mers are real ones), with N and the specials now and then."""
-    model = TitansModel(dna_config(variant, tied_query=tied)).eval()
-    assert_split_invariant(model, seed=0, sample=lambda n: torch.where(torch.rand(n) < 0.05, 4 + torch.randint(0, 5, n),
-                                                                       torch.randint(0, 4, n)))  # fmt: skip
+def test_split_invariance_with_a_kmer_embedding(variant, k, tied):
+    """A call's first k − 1 k-mers reach into the tokens before it: the state carries them."""
+    model = TitansModel(dna_config(variant, tied_query=tied, kmer_embedding=k)).eval()
+    assert_split_invariant(model, seed=0, sample=mostly_bases)
+
+
+@pytest.mark.parametrize("variant", ["lmm", "mag", "mal"])
+def test_kmer_vectors_keep_the_model_causal(variant):
+    """A base changes its own k-mer and the next k − 1: outputs before it must not move."""
+    model = TitansModel(dna_config(variant, kmer_embedding=6)).eval()
+    tokens = mostly_bases((1, 90))
+    with torch.no_grad():
+        base, _ = model(tokens)
+        for p in (0, 33, 89):
+            changed = tokens.clone()
+            changed[0, p] = (changed[0, p] + 1) % 4
+            out, _ = model(changed)
+            assert torch.equal(out[:, :p], base[:, :p]), f"position {p} leaked backwards"
+            assert not torch.equal(out[:, p:], base[:, p:])
+
+
+@pytest.mark.parametrize("variant", ["lmm", "mag", "mal"])
+def test_the_kmer_table_learns_from_the_outer_loss(variant):
+    model = TitansModel(dna_config(variant, kmer_embedding=6)).train()
+    tokens = mostly_bases((2, 50))
+    logits, _ = model(tokens)
+    torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 9), tokens[:, 1:].reshape(-1)).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    table = model.kmer_embed.table.weight.grad
+    assert (table.abs().sum(-1) > 0).sum() > 10  # every k-mer read gets its row's gradient
 
 
 def test_a_fresh_stream_starts_from_unknown_kmers_and_the_tail_follows_the_stream():
