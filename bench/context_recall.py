@@ -1,0 +1,102 @@
+"""What a memory keyed on the exact preceding bases could recall of the sample genome's far copy.
+
+The bundled dna-tiny's memory carries nothing 5,000 bases on (BENCHMARKS.md, "Keys for DNA"): its keys
+live in a 128-wide space, where a few hundred associations fit, and a 5 kb copy read 50 kb after its
+source needs the ~55,000 written in between to survive. This bench measures the ceiling of the
+alternative design: a linear memory whose key is the one-hot row of a hashed n-base context, written
+with θ = 1, η = 0, α = 0 (each write replaces its row: the last writer wins). Such a memory is a Titans
+memory of depth 1 whose inner gradient touches one row, so its capacity is its row count, not its width.
+
+For each n and row count it reports, over the second copy of samples/genome.fa (bases 75,000 + n …
+80,000 of chrS) and over background without a planted copy (chrS 100,000 … 120,000):
+
+    hit      share of bases whose context row was written before (the read is not zero)
+    right    share of bases whose row's last write is the base that comes next (a correct copy)
+    wrong    share of bases whose row's last write is another base (a collision or a chance match)
+
+    python bench/context_recall.py [--fasta samples/genome.fa]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from titans_cli.readers import open_input
+
+SECOND_COPY = (75_000, 80_000)
+BACKGROUND = (100_000, 120_000)
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: a multiply spreads nearby codes over the rows
+
+
+def read_record(path: Path, name: str) -> np.ndarray:
+    """The record's bases as codes 0–3 (N as 4), through the project's streaming reader."""
+    parts = []
+    with open_input([str(path)], kind="dna") as reader:
+        for piece in reader:
+            if piece.record == name:
+                parts.append(piece.data)
+    codes = np.full(256, 4, dtype=np.int64)
+    codes[np.frombuffer(b"ACGT", dtype=np.uint8)] = np.arange(4)
+    return codes[np.frombuffer(b"".join(parts), dtype=np.uint8)]
+
+
+def context_rows(bases: np.ndarray, n: int, row_bits: int | None) -> np.ndarray:
+    """Row of the n bases before each position (−1 where that context is incomplete or holds N)."""
+    t = len(bases)
+    code = np.zeros(t, dtype=np.uint64)
+    valid = np.zeros(t, dtype=bool)
+    valid[n:] = True
+    for lag in range(1, n + 1):  # oldest base in the high digits
+        earlier = bases[n - lag : t - lag]
+        code[n:] = code[n:] + earlier.astype(np.uint64) * np.uint64(4 ** (lag - 1))
+        valid[n:] &= earlier < 4
+    if row_bits is not None:
+        code = (code * GOLDEN) >> np.uint64(64 - row_bits)
+    rows = code.astype(np.int64)
+    rows[~valid] = -1
+    return rows
+
+
+def last_writer(rows: np.ndarray) -> np.ndarray:
+    """For each position, the latest earlier position with the same row (−1 if none)."""
+    order = np.lexsort((np.arange(len(rows)), rows))
+    same = np.r_[False, rows[order][1:] == rows[order][:-1]]
+    previous = np.full(len(rows), -1)
+    previous[order[1:][same[1:]]] = order[:-1][same[1:]]
+    previous[rows < 0] = -1
+    return previous
+
+
+def recall(bases: np.ndarray, n: int, row_bits: int | None, span: tuple[int, int]) -> tuple[float, ...]:
+    rows = context_rows(bases, n, row_bits)
+    previous = last_writer(rows)
+    lo, hi = span[0] + n, span[1]
+    source = previous[lo:hi]
+    hit = source >= 0
+    right = hit & (bases[np.maximum(source, 0)] == bases[lo:hi])
+    return hit.mean(), right.mean(), (hit & ~right).mean()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fasta", type=Path, default=Path(__file__).parent.parent / "samples" / "genome.fa")
+    parser.add_argument("--record", default="chrS")
+    args = parser.parse_args()
+    bases = read_record(args.fasta, args.record)
+    print(f"{args.record}: {len(bases):,} bases; the last writer of each context row predicts the next base")
+    print("| n | rows | copy hit | copy right | copy wrong | background hit | background right | background wrong |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for n in (8, 12, 16, 24):
+        for row_bits in (16, 18, 20, None):
+            copy = recall(bases, n, row_bits, SECOND_COPY)
+            background = recall(bases, n, row_bits, BACKGROUND)
+            rows = "exact" if row_bits is None else f"2^{row_bits}"
+            cells = " | ".join(f"{x:.3f}" for x in (*copy, *background))
+            print(f"| {n} | {rows} | {cells} |")
+
+
+if __name__ == "__main__":
+    main()
