@@ -23,7 +23,10 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from titans_cli.models.kmer_embedding import BASES, kmer_indices
+from titans_cli.models.tokenizer import dna_tokenizer
 from titans_cli.readers import open_input
 
 SECOND_COPY = (75_000, 80_000)
@@ -32,31 +35,24 @@ GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: a multiply spreads 
 
 
 def read_record(path: Path, name: str) -> np.ndarray:
-    """The record's bases as codes 0–3 (N as 4), through the project's streaming reader."""
+    """The record's dna token ids (0–3 are A, C, G, T), through the project's streaming reader."""
     parts = []
     with open_input([str(path)], kind="dna") as reader:
         for piece in reader:
             if piece.record == name:
                 parts.append(piece.data)
-    codes = np.full(256, 4, dtype=np.int64)
-    codes[np.frombuffer(b"ACGT", dtype=np.uint8)] = np.arange(4)
-    return codes[np.frombuffer(b"".join(parts), dtype=np.uint8)]
+    return dna_tokenizer().encode(b"".join(parts)).numpy()
 
 
 def context_rows(bases: np.ndarray, n: int, row_bits: int | None) -> np.ndarray:
     """Row of the n bases before each position (−1 where that context is incomplete or holds N)."""
-    t = len(bases)
-    code = np.zeros(t, dtype=np.uint64)
-    valid = np.zeros(t, dtype=bool)
-    valid[n:] = True
-    for lag in range(1, n + 1):  # oldest base in the high digits
-        earlier = bases[n - lag : t - lag]
-        code[n:] = code[n:] + earlier.astype(np.uint64) * np.uint64(4 ** (lag - 1))
-        valid[n:] &= earlier < 4
+    codes = kmer_indices(torch.from_numpy(bases)[None, :-1], n)[0].numpy()  # the n-mer ending at t − 1
+    valid = codes < BASES**n
+    hashed = codes.astype(np.uint64)
     if row_bits is not None:
-        code = (code * GOLDEN) >> np.uint64(64 - row_bits)
-    rows = code.astype(np.int64)
-    rows[~valid] = -1
+        hashed = (hashed * GOLDEN) >> np.uint64(64 - row_bits)
+    rows = np.full(len(bases), -1, dtype=np.int64)
+    rows[n:] = np.where(valid, hashed.astype(np.int64), -1)
     return rows
 
 
