@@ -66,9 +66,8 @@ def last_writer(rows: np.ndarray) -> np.ndarray:
     return previous
 
 
-def recall(bases: np.ndarray, n: int, row_bits: int | None, span: tuple[int, int]) -> tuple[float, ...]:
-    rows = context_rows(bases, n, row_bits)
-    previous = last_writer(rows)
+def recall(bases: np.ndarray, previous: np.ndarray, n: int, span: tuple[int, int]) -> tuple[float, ...]:
+    """(hit, right, wrong) over `span`, given each position's last writer."""
     lo, hi = span[0] + n, span[1]
     source = previous[lo:hi]
     hit = source >= 0
@@ -87,8 +86,9 @@ def main() -> None:
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for n in (8, 12, 16, 24):
         for row_bits in (16, 18, 20, None):
-            copy = recall(bases, n, row_bits, SECOND_COPY)
-            background = recall(bases, n, row_bits, BACKGROUND)
+            previous = last_writer(context_rows(bases, n, row_bits))
+            copy = recall(bases, previous, n, SECOND_COPY)
+            background = recall(bases, previous, n, BACKGROUND)
             rows = "exact" if row_bits is None else f"2^{row_bits}"
             cells = " | ".join(f"{x:.3f}" for x in (*copy, *background))
             print(f"| {n} | {rows} | {cells} |")
