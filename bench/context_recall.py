@@ -14,7 +14,11 @@ For each n and row count it reports, over the second copy of samples/genome.fa (
     right    share of bases whose row's last write is the base that comes next (a correct copy)
     wrong    share of bases whose row's last write is another base (a collision or a chance match)
 
-    python bench/context_recall.py [--fasta samples/genome.fa]
+Peers over the same regions: gzip's and xz's marginal bits per base (the compressed size of the record
+up to the region's end less that up to its start), and, given `titans score ... --per-base FILE`, the
+model's bits per base there.
+
+    python bench/context_recall.py [--fasta samples/genome.fa] [--per-base bases.parquet ...]
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 
+from titans_cli.evaluation.baselines import compressed_bits_per_base
 from titans_cli.models.kmer_embedding import BASES, kmer_indices
 from titans_cli.models.tokenizer import dna_tokenizer
 from titans_cli.readers import open_input
@@ -75,12 +81,36 @@ def recall(bases: np.ndarray, previous: np.ndarray, n: int, span: tuple[int, int
     return hit.mean(), right.mean(), (hit & ~right).mean()
 
 
+def compressor_bits(bases: bytes, span: tuple[int, int]) -> dict[str, float]:
+    """gzip's and xz's marginal bits per base over `span` of the record `bases`."""
+    before, through = (compressed_bits_per_base(bases[:end]) for end in span)
+    return {name: (through[name] * span[1] - before[name] * span[0]) / (span[1] - span[0]) for name in before}
+
+
+def model_bits(per_base: Path, record: str, span: tuple[int, int]) -> float:
+    """Mean bits per scored base over `span` of `record` in a `titans score --per-base` file."""
+    table = pq.read_table(per_base, filters=[("id", "=", record)]).to_pydict()
+    loglik = np.array(table["loglik"], dtype=float)  # unscored bases (null) become NaN
+    position = np.array(table["position"])
+    inside = (position >= span[0]) & (position < span[1]) & np.isfinite(loglik)
+    return float(-loglik[inside].mean() / np.log(2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fasta", type=Path, default=Path(__file__).parent.parent / "samples" / "genome.fa")
     parser.add_argument("--record", default="chrS")
+    parser.add_argument("--per-base", type=Path, nargs="*", default=[], help="titans score --per-base files")
     args = parser.parse_args()
     bases = read_record(args.fasta, args.record)
+    sequence = dna_tokenizer().decode(torch.from_numpy(bases))
+    regions = {"first copy": (20_000, 25_000), "second copy": SECOND_COPY, "background": BACKGROUND}
+    print("| bits per base | " + " | ".join(regions) + " |")
+    print("| --- |" + " ---: |" * len(regions))
+    for name in ("gzip", "xz"):
+        print(f"| {name} | " + " | ".join(f"{compressor_bits(sequence, r)[name]:.3f}" for r in regions.values()) + " |")
+    for path in args.per_base:
+        print(f"| {path} | " + " | ".join(f"{model_bits(path, args.record, r):.3f}" for r in regions.values()) + " |")
     print(f"{args.record}: {len(bases):,} bases; the last writer of each context row predicts the next base")
     print("| n | rows | copy hit | copy right | copy wrong | background hit | background right | background wrong |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
