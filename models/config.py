@@ -14,6 +14,8 @@ MEMORY_GATES = ("silu", "sigmoid")
 MEMORY_INITS = ("random", "induction")
 MAX_KMER = 10  # 4^10 rows of d_model: already 1 M rows
 ANSWER_STYLES = ("value", "quote")
+CONTEXT_FIELDS = ("context_span", "context_rows_log2", "context_chunk")  # the context memory's, all off at span 0
+MAX_CONTEXT_ROWS_LOG2 = 24  # a context memory's tables: 2^24 rows × 4 bases × 2 tables of float32 is 512 MB
 
 
 @dataclass
@@ -74,6 +76,17 @@ class TitansConfig:
                       whatever the head width before the SiLU (29 directions measured at width 128, 40 at
                       512, over 20 kb); with 6-mer vectors, 118 and 431. MAC's segment read has a query of
                       its own (BENCHMARKS.md, "Keys for DNA").
+    context_span:     n ≥ 1 (0 = off): a context memory beside the layers (context_memory.py): a linear
+                      Titans memory whose key for token t is the one-hot row of a hash of the n tokens before
+                      it and whose value is token t's one-hot over the alphabet (4 bases, or 256 bytes), read
+                      into the output logits with a gain from the final hidden state. It holds an association
+                      per row, where a memory keyed by projections holds a few hundred per head
+                      (BENCHMARKS.md, "The ceiling of a memory keyed on exact contexts").
+    context_rows_log2: r, its 2^r rows: each stream's state holds two tables of 2^r × alphabet floats (32 MB for
+                      DNA at r = 20). The weights do not depend on r, so a model may train with fewer rows
+                      than it runs with (`TrainConfig.context_rows_log2`).
+    context_chunk:    its chunk C, tokens whose writes share the chunk-start table (SPEC 2b); each chunk
+                      rescales both tables once, so it is larger than chunk_size
     answer_style:     "value": a QA answer is the value alone; "quote": a NIAH answer is the needle sentence
                       that holds it, so its value follows the same context as in the document (a copy
                       the memory can make); other tasks answer with the value.
@@ -103,6 +116,9 @@ class TitansConfig:
     induction_span: int = 1
     tied_query: bool = False
     kmer_embedding: int = 0
+    context_span: int = 0
+    context_rows_log2: int = 20
+    context_chunk: int = 256
     rope_base: float = 10000.0
     tie_embeddings: bool = True
     norm_eps: float = 1e-6
@@ -152,6 +168,10 @@ class TitansConfig:
             problems.append(f"kmer_embedding is for the dna tokenizer, with k from 2 to {MAX_KMER} (0 = off)")
         if self.kmer_embedding and self.variant == "mac":
             problems.append("kmer_embedding is not for MAC: its segment read has a query of its own")
+        if self.context_span < 0:
+            problems.append("context_span must be ≥ 0 (0 = off)")
+        if self.context_span and not (1 <= self.context_rows_log2 <= MAX_CONTEXT_ROWS_LOG2 and self.context_chunk >= 1):
+            problems.append(f"context_rows_log2 must be 1 to {MAX_CONTEXT_ROWS_LOG2} and context_chunk ≥ 1")
         if self.answer_style not in ANSWER_STYLES:
             problems.append(f"answer_style must be one of {', '.join(ANSWER_STYLES)}, got {self.answer_style!r}")
         if self.memory_init == "induction" and self.variant == "mac" and self.mac_memory_input != "segment":

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from titans_cli.models.blocks import BLOCKS
 from titans_cli.models.config import TitansConfig
+from titans_cli.models.context_memory import STATE_PREFIX, ContextMemory
 from titans_cli.models.kmer_embedding import TAIL_KEY, KmerEmbedding
 from titans_cli.models.layers import RMSNorm
 from titans_cli.models.neural_memory import NeuralMemory
@@ -43,22 +44,25 @@ class TitansModel(nn.Module):
         # Drawn last, so that a model with and without k-mers draws the same initial weights for the rest.
         width = config.n_heads * config.head_dim
         self.kmer_embed = KmerEmbedding(config.kmer_embedding, width) if config.kmer_embedding else None
+        self.context_memory = ContextMemory(config) if config.context_span else None
 
     @property
     def memory_learning(self) -> bool:
         """Whether the long-term memory learns at test time; False is the attention-only ablation."""
-        return all(m.learning for m in self.modules() if isinstance(m, NeuralMemory))
+        return all(m.learning for m in self.modules() if isinstance(m, (NeuralMemory, ContextMemory)))
 
     @memory_learning.setter
     def memory_learning(self, enabled: bool) -> None:
         for m in self.modules():
-            if isinstance(m, NeuralMemory):
+            if isinstance(m, (NeuralMemory, ContextMemory)):
                 m.learning = enabled
 
     def init_state(self, batch_size: int = 1) -> TitansState:
         layers = [block.init_state(batch_size) for block in self.blocks]
         if self.kmer_embed is not None:  # the input's own state rides in the first layer's dict
             layers[0][TAIL_KEY] = self.kmer_embed.init_tail(batch_size, self.embed.weight.device)
+        if self.context_memory is not None:
+            layers[0].update(self.context_memory.init_state(batch_size, self.embed.weight.device))
         return TitansState(0, layers)
 
     def forward(self, tokens: Tensor, state: TitansState | None = None) -> tuple[Tensor, TitansState]:
@@ -72,6 +76,7 @@ class TitansModel(nn.Module):
         layer_states = list(state.layers)
         first = dict(layer_states[0])
         key_input, tail = self.key_input(tokens, first.pop(TAIL_KEY, None))
+        context_state = {k: first.pop(k) for k in list(first) if k.startswith(STATE_PREFIX)}
         layer_states[0] = first
         extra = () if key_input is None else (key_input,)  # MAC blocks take no key input
         x = self.embed(tokens)
@@ -82,7 +87,13 @@ class TitansModel(nn.Module):
             surprise = surprise + layer_surprise.float() / len(self.blocks)
         if tail is not None:
             layers[0] = {**layers[0], TAIL_KEY: tail}
-        logits = self.head(self.norm(x))
+        hidden = self.norm(x)
+        logits = self.head(hidden)
+        if self.context_memory is not None:
+            bonus, context_state = self.context_memory(tokens, hidden, context_state)
+            width = bonus.shape[-1]  # the alphabet's ids come first in the vocabulary
+            logits = torch.cat([logits[..., :width] + bonus, logits[..., width:]], dim=-1)
+            layers[0] = {**layers[0], **context_state}
         return StreamOutput(logits, TitansState(state.position + tokens.shape[1], layers), surprise)
 
     def key_input(self, tokens: Tensor, kmer_tail: Tensor | None) -> tuple[Tensor | None, Tensor | None]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from titans_cli.evaluation.suites import FAMILIES
 from titans_cli.models import TitansConfig, tokenizer_for
+from titans_cli.models.config import MAX_CONTEXT_ROWS_LOG2
 
 # A QA family draws its subtasks uniformly; "family.subtask" draws that subtask alone.
 # A family with one subtask (kv) is named by itself alone.
@@ -143,7 +144,11 @@ class TrainConfig:
     init_from:        a model (bundled name or directory) whose weights a new run starts from instead of a
                       fresh initialisation: fine-tuning. Its config must be `model`'s, names aside, or differ
                       only in `model` adding tied_query (NeuralMemory.tie_query converts the weights); the
-                      optimiser and the schedule start afresh
+                      optimiser and the schedule start afresh. A model may also add a context memory
+                      (`context_span`) to one without: its own weights start fresh
+    context_rows_log2: rows of the context memory while training (2^r; 0: the model's own). Its weights do
+                      not depend on the row count, and autograd keeps both tables of every chunk of a
+                      window, so training with fewer rows than the model runs with saves time and memory
     """
 
     model: TitansConfig = field(default_factory=TitansConfig)
@@ -160,6 +165,7 @@ class TrainConfig:
     checkpoint_every: int = 250
     keep_checkpoints: int = 2
     init_from: str | None = None
+    context_rows_log2: int = 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -174,6 +180,10 @@ class TrainConfig:
                 problems.append(f"{name} must be ≥ 1")
         if self.eval_every < 0:
             problems.append("eval_every must be ≥ 0")
+        if self.context_rows_log2 and not self.model.context_span:
+            problems.append("context_rows_log2 is for a model with a context memory (model.context_span > 0)")
+        elif not 0 <= self.context_rows_log2 <= MAX_CONTEXT_ROWS_LOG2:
+            problems.append(f"context_rows_log2 must be 0 (the model's own) to {MAX_CONTEXT_ROWS_LOG2}")
         if problems:
             raise ValueError("invalid TrainConfig: " + "; ".join(problems))
 

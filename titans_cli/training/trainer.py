@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from titans_cli.errors import UserError
 from titans_cli.model_registry import ModelRef, resolve_model
 from titans_cli.models import TitansModel, TitansState
+from titans_cli.models.config import CONTEXT_FIELDS
 from titans_cli.models.neural_memory import NeuralMemory
 from titans_cli.training import distributed
 from titans_cli.training.checkpoint import (
@@ -141,6 +142,8 @@ def _train(run: TrainRun, world: distributed.World) -> TrainReport:
 
     torch.manual_seed(config.seed)
     model = TitansModel(config.model).to(world.device).train()
+    if config.context_rows_log2 and model.context_memory is not None:  # a capacity, not a weight (config.py)
+        model.context_memory.rows_log2 = config.context_rows_log2
     optimizer = build_optimizer(model, config.optim)
     checkpoint = latest_checkpoint(run.out)
     state = TrainerState(seed=config.seed, world_size=world.size)
@@ -225,19 +228,25 @@ def _train(run: TrainRun, world: distributed.World) -> TrainReport:
 
 def start_from(model: TitansModel, spec: str) -> ModelRef:
     """Copy the weights of model `spec` (`init_from`) into `model`, whose config must match it, names aside;
-    a model with separate W_Q may also start a `tied_query` one (`NeuralMemory.tie_query`)."""
+    a model with separate W_Q may also start a `tied_query` one (`NeuralMemory.tie_query`), and a model
+    without a context memory one that adds it (the context memory starts from its own initialisation)."""
     source = resolve_model(spec)
     tying = model.config.tied_query and not source.config.tied_query
-    same = replace(source.config, name="", tied_query=False) == replace(model.config, name="", tied_query=False)
+    adding_context = model.config.context_span and not source.config.context_span
+    context = {f: getattr(model.config, f) for f in CONTEXT_FIELDS} if adding_context else {}
+    same = (replace(source.config, name="", tied_query=False, **context)
+            == replace(model.config, name="", tied_query=False))  # fmt: skip
     if not same or (source.config.tied_query and not model.config.tied_query):
         raise UserError(f"init_from {spec!r}: that model's config differs from this run's model; fine-tuning "
-                        "needs the same architecture, or tied_query added (compare its config.json with the run's "
-                        "model section)")  # fmt: skip
+                        "needs the same architecture, or tied_query or a context memory added (compare its "
+                        "config.json with the run's model section)")  # fmt: skip
     weights = source.load(next(model.parameters()).device).state_dict()
     if tying:
         for name in [n for n in weights if n.endswith("memory.qkv.weight")]:
             conv = name.replace("qkv", "conv")
             weights[name], weights[conv] = NeuralMemory.tie_query(weights[name], weights[conv])
+    if adding_context:
+        weights.update({f"context_memory.{k}": v for k, v in model.context_memory.state_dict().items()})
     model.load_state_dict(weights)
     return source
 

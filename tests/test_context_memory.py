@@ -1,0 +1,161 @@
+"""`context_span`: the context hash against a plain loop, streaming with the table, and what it reads back."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+from test_kmer_embedding import mostly_bases
+from test_model import assert_split_invariant
+
+from titans_cli.errors import UserError
+from titans_cli.ingest import IngestRequest, ingest
+from titans_cli.memory_info import describe_memory
+from titans_cli.models import TitansConfig, TitansModel
+from titans_cli.models.context_memory import HASH_BITS, context_codes
+from titans_cli.tasks import make_genome
+from titans_cli.training.trainer import start_from
+
+from conftest import tiny_config
+
+
+def context_config(variant: str = "mag", tokenizer: str = "dna", **overrides) -> TitansConfig:
+    vocab = {"dna": 9, "bytes": 260}[tokenizer]
+    fields = {"vocab_size": vocab, "tokenizer": tokenizer, "context_span": 5, "context_rows_log2": 8,
+              "context_chunk": 16, **overrides}  # fmt: skip
+    return tiny_config(variant, **fields)
+
+
+def context_model(variant: str = "mag", tokenizer: str = "dna", **overrides) -> TitansModel:
+    """With random gate weights, so θ, η, α and the gain vary from token to token."""
+    model = TitansModel(context_config(variant, tokenizer, **overrides)).double().eval()
+    with torch.no_grad():
+        model.context_memory.gates.weight.normal_(std=0.5)
+    return model
+
+
+def test_context_codes_match_a_plain_loop():
+    span, alphabet = 4, 4
+    table = torch.randint(0, 2**HASH_BITS, (span, 9), generator=torch.Generator().manual_seed(1))
+    ids = mostly_bases((2, 40))
+    codes, complete = context_codes(ids, table, alphabet)
+    assert codes.shape == complete.shape == (2, 37)
+    for b in range(2):
+        for t in range(37):
+            window = ids[b, t : t + span].tolist()  # oldest first; lag 0 is the newest
+            want = 0
+            for lag in range(span):
+                want ^= int(table[lag, window[span - 1 - lag]])
+            assert codes[b, t].item() == want
+            assert complete[b, t].item() == (max(window) < alphabet)
+
+
+@pytest.mark.parametrize("variant", ["lmm", "mag", "mal", "mac"])
+@pytest.mark.parametrize("tokenizer", ["dna", "bytes"])
+def test_split_invariance_with_a_context_memory(variant, tokenizer):
+    """The table, its momentum, the pending part of its chunk and the last n ids all travel in the state."""
+    model = context_model(variant, tokenizer)
+    sample = mostly_bases if tokenizer == "dna" else None
+    assert_split_invariant(model, seed=1, sample=sample)
+
+
+def test_a_copy_is_read_back_from_its_first_context_on():
+    """Random bases with a 200-base stretch copied 600 bases later: from the copy's (n + 1)-th base on, the
+    memory's read is the next base, since each of its contexts was written once, with that base after it."""
+    model = TitansModel(context_config("lmm", context_span=8, context_rows_log2=16)).eval()
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 4, (1, 1000), generator=g)
+    tokens[0, 800:] = tokens[0, 100:300]
+    with torch.no_grad():
+        hidden = model.norm(model.embed(tokens))
+        bonus, _ = model.context_memory(tokens, hidden, model.context_memory.init_state(1, tokens.device))
+    copy = slice(808, 999)  # positions whose last 8 bases lie inside the copy; each predicts the next base
+    predicted = bonus[0, copy].argmax(-1)
+    assert (predicted == tokens[0, 809:1000]).float().mean() >= 0.95
+    assert (bonus[0, copy].max(-1).values > 1.0).all()
+    first = bonus[0, 108:299]  # the stretch's first reading, random bases before it: almost nothing to read
+    assert (first.max(-1).values > 1.0).float().mean() < 0.1
+
+
+def test_incomplete_contexts_neither_write_nor_read():
+    """N, a special or the start of the stream inside the n ids before a token: no write, no read."""
+    model = context_model("lmm", context_chunk=32)  # one chunk: every token's write stays pending in the state
+    tokens = torch.tensor([[0, 1, 2, 3, 0, 1, 4, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3]])
+    with torch.no_grad():
+        hidden = model.norm(model.embed(tokens))
+        bonus, state = model.context_memory(tokens, hidden, model.context_memory.init_state(1, tokens.device))
+    # windows of 5 ending at t (the query of t) are complete only at t = 4, 5 and from 11 on
+    read = bonus[0].abs().sum(-1) > 0
+    assert not read[:4].any() and not read[6:11].any()
+    # token t is written under the window ending at t − 1: complete for t = 5 and 6 (but 6 is N) and from 12 on
+    written = state["ctx.pend_theta"][0] > 0
+    assert written.tolist() == [t == 5 or t >= 12 for t in range(17)]
+
+
+def test_a_frozen_context_memory_adds_nothing():
+    model = context_model("lmm")
+    model.memory_learning = False
+    assert not model.context_memory.learning
+    tokens = mostly_bases((1, 80))
+    tokens[0, 50:80] = tokens[0, 10:40]
+    with torch.no_grad():
+        hidden = model.norm(model.embed(tokens))
+        bonus, state = model.context_memory(tokens, hidden, model.context_memory.init_state(1, tokens.device))
+    assert not bonus.any() and not state["ctx.table"].any()
+
+
+def test_rows_are_a_capacity_not_a_weight():
+    """The same weights run with any row count (`TrainConfig.context_rows_log2` trains with fewer)."""
+    small, large = (TitansModel(context_config(context_rows_log2=r)) for r in (6, 12))
+    shapes = {k: v.shape for k, v in small.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in large.state_dict().items()}
+    assert large.init_state(1).layers[0]["ctx.table"].shape == (1, 4096, 4)
+
+
+def test_the_gates_and_gain_learn_from_the_outer_loss():
+    model = TitansModel(context_config("mag")).train()
+    tokens = mostly_bases((2, 120))
+    tokens[:, 70:110] = tokens[:, 10:50]
+    logits, _ = model(tokens)
+    torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 9), tokens[:, 1:].reshape(-1)).backward()
+    for name, p in model.context_memory.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_config_refuses_bad_context_settings():
+    with pytest.raises(ValueError, match="context_span must be ≥ 0"):
+        context_config(context_span=-1)
+    with pytest.raises(ValueError, match="context_rows_log2 must be 1 to 24"):
+        context_config(context_rows_log2=30)
+
+
+def test_fine_tuning_may_add_a_context_memory(tmp_path: Path):
+    """`init_from` a model without one: its weights are copied, the context memory starts fresh."""
+    base = TitansModel(context_config(context_span=0, name="base"))
+    base.save_pretrained(tmp_path / "base")
+    model = TitansModel(context_config())
+    fresh = {k: v.clone() for k, v in model.context_memory.state_dict().items()}
+    start_from(model, str(tmp_path / "base"))
+    assert torch.equal(model.embed.weight, base.embed.weight)
+    for k, v in model.context_memory.state_dict().items():
+        assert torch.equal(v, fresh[k]), k
+    other = TitansModel(context_config(context_span=0, d_model=64))
+    other.save_pretrained(tmp_path / "other")
+    with pytest.raises(UserError, match="config differs"):
+        start_from(model, str(tmp_path / "other"))
+
+
+def test_a_memory_file_keeps_the_context_table_so_appending_equals_one_ingest(tmp_path: Path):
+    torch.manual_seed(0)
+    model_dir = tmp_path / "tiny-dna-context"
+    config = dataclasses.replace(context_config("lmm", n_layers=1), name="tiny-dna-context")
+    TitansModel(config).save_pretrained(model_dir)
+    genome = make_genome(600, seed=3).sequence
+    parts = [tmp_path / "a.fa", tmp_path / "b.fa"]
+    parts[0].write_bytes(b">a\n" + genome[:333] + b"\n")
+    parts[1].write_bytes(b">b\n" + genome[333:] + b"\n")
+    ingest(IngestRequest([str(p) for p in parts], tmp_path / "together", str(model_dir), block_tokens=64))
+    ingest(IngestRequest([str(parts[0])], tmp_path / "appended", str(model_dir), block_tokens=64))
+    ingest(IngestRequest([str(parts[1])], tmp_path / "appended"))
+    digests = [describe_memory(tmp_path / m)["state_digest"] for m in ("together", "appended")]
+    assert digests[0] == digests[1]
