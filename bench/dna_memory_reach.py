@@ -50,7 +50,7 @@ def skipped(model: TitansModel) -> int:
 def memory_for(width: int, kmer: int, alpha: float, seed: int) -> TitansModel:
     torch.manual_seed(seed)
     config = replace(preset("dna-tiny").model, variant="lmm", n_layers=1, n_heads=1, d_model=width,
-                     kmer_embedding=kmer)  # fmt: skip
+                     kmer_embedding=kmer, context_span=0)  # the layers' memory alone  # fmt: skip
     model = TitansModel(config).eval()
     gates = model.blocks[0].memory.gates  # rows: θ, η, α per head
     with torch.no_grad():  # α_t = sigmoid(bias) whatever the input: a constant

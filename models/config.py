@@ -82,8 +82,8 @@ class TitansConfig:
                       into the output logits with a gain from the final hidden state. It holds an association
                       per row, where a memory keyed by projections holds a few hundred per head
                       (BENCHMARKS.md, "The ceiling of a memory keyed on exact contexts").
-    context_rows_log2: r, its 2^r rows: each stream's state holds two tables of 2^r × alphabet floats (32 MB for
-                      DNA at r = 20). The weights do not depend on r, so a model may train with fewer rows
+    context_rows_log2: r, its 2^r rows: each stream's state holds two tables of 2^r × (alphabet + 1) floats
+                      (40 MB for DNA at r = 20). The weights do not depend on r, so a model may train with fewer rows
                       than it runs with (`TrainConfig.context_rows_log2`).
     context_chunk:    its chunk C, tokens whose writes share the chunk-start table (SPEC 2b); each chunk
                       rescales both tables once, so it is larger than chunk_size

@@ -46,7 +46,8 @@ class GraphedStream:
     def __init__(self, model: TitansModel):
         cfg = model.config
         self.model = model
-        self.unit = math.lcm(cfg.chunk_size, cfg.segment_len)
+        # a context memory's chunk too, so that its pending tokens have one shape at every block boundary
+        self.unit = math.lcm(cfg.chunk_size, cfg.segment_len, cfg.context_chunk if cfg.context_span else 1)
         self.block = self.unit * math.ceil(GRAPH_TOKENS / self.unit)
         self.offset = torch.zeros((), dtype=torch.int64, device=next(model.parameters()).device)
         self.graphs: dict[tuple, _Captured | None] = {}  # by layout; None: stays eager

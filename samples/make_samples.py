@@ -8,6 +8,7 @@ notes.txt       4 KiB of held-out haystack text (CPython's own docs) with a fact
 genome.fa       a 120 kb synthetic genome whose bases 20,000–25,000 are copied again at 75,000 (50 kb later),
                 and a 4 kb second record
 first_copy.fa   that first copy alone: ingest it, then score genome.fa against the memory
+second_copy.fa  the copy at 75,000 alone: scored against that memory, it is low from its first bases
 variants.vcf    SNVs, an insertion, a deletion and a multi-allelic site on genome.fa (one symbolic ALT)
 """
 
@@ -46,6 +47,8 @@ def main() -> None:
     second = make_genome(4_000, seed=12).sequence
     (HERE / "genome.fa").write_text(fasta([("chrS", bytes(genome)), ("chrT", second)]))
     (HERE / "first_copy.fa").write_text(fasta([("chrS_20000_25000", bytes(genome[start:end]))]))
+    copy_end = COPY_AT + end - start
+    (HERE / "second_copy.fa").write_text(fasta([(f"chrS_{COPY_AT}_{copy_end}", bytes(genome[COPY_AT:copy_end]))]))
 
     def base(pos: int) -> str:  # 1-based
         return chr(genome[pos - 1])

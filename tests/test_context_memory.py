@@ -12,7 +12,7 @@ from titans_cli.errors import UserError
 from titans_cli.ingest import IngestRequest, ingest
 from titans_cli.memory_info import describe_memory
 from titans_cli.models import TitansConfig, TitansModel
-from titans_cli.models.context_memory import HASH_BITS, context_codes
+from titans_cli.models.context_memory import HASH_BITS, context_codes, signature_match
 from titans_cli.tasks import make_genome
 from titans_cli.training.trainer import start_from
 
@@ -77,6 +77,34 @@ def test_a_copy_is_read_back_from_its_first_context_on():
     assert (first.max(-1).values > 1.0).float().mean() < 0.1
 
 
+def test_a_read_counts_only_where_the_row_holds_the_querys_own_context():
+    """signature_match: a row written only under the query's context (any number of times, any next tokens,
+    any scale) matches fully; one written under another context, or mixed with one, does not; empty reads 0."""
+    u, other = torch.tensor(1.25), torch.tensor(1.75)
+    own = 0.3 * torch.tensor([0.7, 0.3, 0.0, 0.0, 1.25])  # two writes under u: mass 1, signature u
+    foreign = 0.3 * torch.tensor([0.0, 1.0, 0.0, 0.0, 1.75])
+    rows = torch.stack([own, foreign, 0.5 * own + 0.5 * foreign, torch.zeros(5)])
+    match = signature_match(rows, u.expand(4))
+    assert torch.allclose(match, torch.tensor([1.0, 0.0, 0.0, 0.0]))
+    assert signature_match(foreign[None], other[None]).item() == pytest.approx(1.0)
+
+
+def test_rows_shared_by_many_contexts_read_almost_nothing():
+    """With 2 rows every row mixes many contexts, so reads are rejected by their signatures (an 8-base
+    context recurs by chance in 1,000 random bases only rarely); with 2^16 rows the copy reads back."""
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 4, (1, 1000), generator=g)
+    tokens[0, 800:] = tokens[0, 100:300]
+    reads = {}
+    for rows in (1, 16):
+        model = TitansModel(context_config("lmm", context_span=8, context_rows_log2=rows)).eval()
+        with torch.no_grad():
+            hidden = model.norm(model.embed(tokens))
+            bonus, _ = model.context_memory(tokens, hidden, model.context_memory.init_state(1, tokens.device))
+        reads[rows] = (bonus[0, 808:999].max(-1).values > 0.5).float().mean().item()
+    assert reads[16] == 1.0 and reads[1] < 0.05, reads
+
+
 def test_incomplete_contexts_neither_write_nor_read():
     """N, a special or the start of the stream inside the n ids before a token: no write, no read."""
     model = context_model("lmm", context_chunk=32)  # one chunk: every token's write stays pending in the state
@@ -109,7 +137,7 @@ def test_rows_are_a_capacity_not_a_weight():
     small, large = (TitansModel(context_config(context_rows_log2=r)) for r in (6, 12))
     shapes = {k: v.shape for k, v in small.state_dict().items()}
     assert shapes == {k: v.shape for k, v in large.state_dict().items()}
-    assert large.init_state(1).layers[0]["ctx.table"].shape == (1, 4096, 4)
+    assert large.init_state(1).layers[0]["ctx.table"].shape == (1, 4096, 5)  # 4 bases and the signature
 
 
 def test_the_gates_and_gain_learn_from_the_outer_loss():

@@ -85,19 +85,23 @@ def text_tiny_mac() -> TrainConfig:
 def dna_tiny() -> TrainConfig:
     """`text-tiny`'s recipe read as DNA: a two-layer MAG whose memories start as induction copies keyed on
     the 12 bases before each base, with the query tied to the key, trained with backpropagation through
-    whole windows in which two stretches of each are planted again at least 256 bases later. Two changes
-    for DNA: a 6-mer vector beside each base's (`kmer_embedding`), without which a key over 12 bases has
-    at most 36 directions before the SiLU whatever the head width, and one memory head of the full width
-    128, since a head holds about one to two associations per unit of width and every base of a repeat is one
-    (BENCHMARKS.md, "Keys for DNA")."""
+    whole windows in which two stretches of each are planted again at least 256 bases later. Changes for
+    DNA: a 6-mer vector beside each base's (`kmer_embedding`), without which a key over 12 bases has at most
+    36 directions before the SiLU whatever the head width; one memory head of the full width 128, since a
+    head holds about one to two associations per unit of width and every base of a repeat is one
+    (BENCHMARKS.md, "Keys for DNA"); and a context memory keyed on the exact last 12 bases (`context_span`),
+    which holds one association per row of its 2^20, trained with 2^15 rows. The bundled `dna-tiny` is this
+    recipe without the context memory (session 11), then fine-tuned with it added; both configs ship
+    beside it."""
     model = replace(text_tiny().model, name="dna-tiny", vocab_size=9, tokenizer="dna", n_heads=1,
-                    answer_style="value", tied_query=True, kmer_embedding=6)
+                    answer_style="value", tied_query=True, kmer_embedding=6, context_span=12)
     return TrainConfig(
         model=model,
         data=DataConfig(kind="dna", mixture={}, curriculum=[(0, 1024), (150, 2048)], planted_repeats=1.0,
                         repeats_per_window=2),
         optim=OptimConfig(lr=2e-3, warmup_steps=50),
         steps=350, batch_size=8, tbptt_len=2048, eval_every=100, eval_batches=2, checkpoint_every=25,
+        context_rows_log2=15,
     )  # fmt: skip
 
 
