@@ -24,5 +24,6 @@ demo: install
 	cd .demo && titans score ../samples/genome.fa -o scores.tsv --track genome.bedgraph --window 1000
 	cd .demo && titans ingest ../samples/first_copy.fa --memory seen.mem
 	cd .demo && titans score ../samples/genome.fa --memory seen.mem -o vs-memory.tsv
+	cd .demo && titans score ../samples/second_copy.fa --memory seen.mem -o copy.tsv
 	cd .demo && titans score --variants ../samples/variants.vcf --reference ../samples/genome.fa -o variants.tsv
 	titans info .demo/notes.mem

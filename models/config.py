@@ -14,7 +14,7 @@ MEMORY_GATES = ("silu", "sigmoid")
 MEMORY_INITS = ("random", "induction")
 MAX_KMER = 10  # 4^10 rows of d_model: already 1 M rows
 ANSWER_STYLES = ("value", "quote")
-CONTEXT_FIELDS = ("context_span", "context_rows_log2", "context_chunk")  # the context memory's, all off at span 0
+CONTEXT_FIELDS = ("context_span", "context_rows_log2", "context_chunk", "context_signature")  # unused at span 0
 MAX_CONTEXT_ROWS_LOG2 = 24  # a context memory's tables: 2^24 rows × 4 bases × 2 tables of float32 is 512 MB
 
 
@@ -83,10 +83,12 @@ class TitansConfig:
                       per row, where a memory keyed by projections holds a few hundred per head
                       (BENCHMARKS.md, "The ceiling of a memory keyed on exact contexts").
     context_rows_log2: r, its 2^r rows: each stream's state holds two tables of 2^r × (alphabet + 1) floats
-                      (40 MB for DNA at r = 20). The weights do not depend on r, so a model may train with fewer rows
-                      than it runs with (`TrainConfig.context_rows_log2`).
+                      with signatures (40 MB for DNA at r = 20). The weights do not depend on r, so a model
+                      may train with fewer rows than it runs with (`TrainConfig.context_rows_log2`).
     context_chunk:    its chunk C, tokens whose writes share the chunk-start table (SPEC 2b); each chunk
                       rescales both tables once, so it is larger than chunk_size
+    context_signature: each row also holds the signatures of the contexts written to it, and a read counts
+                      only where they are the query's own (`models/context_memory.py`); one float more per row
     answer_style:     "value": a QA answer is the value alone; "quote": a NIAH answer is the needle sentence
                       that holds it, so its value follows the same context as in the document (a copy
                       the memory can make); other tasks answer with the value.
@@ -119,6 +121,7 @@ class TitansConfig:
     context_span: int = 0
     context_rows_log2: int = 20
     context_chunk: int = 256
+    context_signature: bool = True
     rope_base: float = 10000.0
     tie_embeddings: bool = True
     norm_eps: float = 1e-6

@@ -75,6 +75,7 @@ class ContextMemory(nn.Module):
         super().__init__()
         self.span, self.rows_log2, self.chunk_size = cfg.context_span, cfg.context_rows_log2, cfg.context_chunk
         self.alphabet = ALPHABET[cfg.tokenizer]
+        self.signed = cfg.context_signature
         self.learning = True  # False freezes it (θ = 0, α = 0), with the other memories (`memory_learning`)
         generator = torch.Generator().manual_seed(HASH_SEED)
         codes = torch.randint(0, 2**HASH_BITS, (self.span, cfg.vocab_size), generator=generator)
@@ -91,7 +92,7 @@ class ContextMemory(nn.Module):
         self.log_sharpness = nn.Parameter(torch.tensor(math.log(self.chunk_size / STEP)))
 
     def init_state(self, batch_size: int, device: torch.device) -> dict[str, Tensor]:
-        dtype, width = self.state_dtype, self.alphabet + 1
+        dtype, width = self.state_dtype, self.alphabet + self.signed
         table = torch.zeros(batch_size, 2**self.rows_log2, width, dtype=dtype, device=device)
         # No tokens yet: a fresh stream's first n contexts are incomplete, so they neither write nor read.
         tail = torch.full((batch_size, self.span), self.alphabet, dtype=torch.int64, device=device)
@@ -115,8 +116,9 @@ class ContextMemory(nn.Module):
         rows = codes >> (HASH_BITS - self.rows_log2)
         writes = complete[:, :-1] & (tokens < self.alphabet)  # token t written under the n tokens before it
         signatures = signature(codes).to(self.state_dtype)
-        values = torch.cat([F.one_hot(tokens.clamp(max=self.alphabet - 1), self.alphabet).to(self.state_dtype),
-                            signatures[:, :-1, None]], dim=-1)  # fmt: skip
+        values = F.one_hot(tokens.clamp(max=self.alphabet - 1), self.alphabet).to(self.state_dtype)
+        if self.signed:
+            values = torch.cat([values, signatures[:, :-1, None]], dim=-1)
         theta, log_eta, log_keep, gain = self.gate_values(hidden, writes)
 
         fresh = dict(zip(PENDING, (rows[:, :-1], rows[:, 1:], values, theta, log_eta, log_keep)))
@@ -129,8 +131,11 @@ class ContextMemory(nn.Module):
         new_state.update({f"pend_{n}": t[:, t.shape[1] - keep :] for n, t in span.items()})
 
         y = result.y[:, pending:]
-        match = signature_match(y, signatures[:, 1:]) * complete[:, 1:]  # an incomplete context reads nothing
-        read = y[..., :-1] * match[..., None]
+        match = complete[:, 1:].to(y.dtype)  # an incomplete context reads nothing
+        if self.signed:
+            match = match * signature_match(y, signatures[:, 1:])
+            y = y[..., :-1]
+        read = y * match[..., None]
         bonus = gain[..., None] * torch.tanh(self.log_sharpness.exp() * read)
         return bonus.to(hidden.dtype), {STATE_PREFIX + k: v for k, v in new_state.items()}
 

@@ -105,6 +105,25 @@ def test_rows_shared_by_many_contexts_read_almost_nothing():
     assert reads[16] == 1.0 and reads[1] < 0.05, reads
 
 
+def test_without_signatures_shared_rows_read_their_mixture():
+    """`context_signature = False` (text-tiny's): the table holds the alphabet alone and a read from a row
+    that other contexts share is not rejected, so with 2 rows nearly every base reads something."""
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 4, (1, 1000), generator=g)
+    model = TitansModel(context_config("lmm", context_span=8, context_rows_log2=1, context_signature=False)).eval()
+    state = model.context_memory.init_state(1, tokens.device)
+    assert state["ctx.table"].shape == (1, 2, 4)
+    with torch.no_grad():
+        bonus, _ = model.context_memory(tokens, model.norm(model.embed(tokens)), state)
+    assert (bonus[0, 600:].abs().max(-1).values > 0.5).float().mean() > 0.95
+
+
+@pytest.mark.parametrize("tokenizer", ["dna", "bytes"])
+def test_streaming_splits_agree_without_signatures(tokenizer):
+    model = context_model("mag", tokenizer, context_signature=False)
+    assert_split_invariant(model, seed=2, sample=mostly_bases if tokenizer == "dna" else None)
+
+
 def test_incomplete_contexts_neither_write_nor_read():
     """N, a special or the start of the stream inside the n ids before a token: no write, no read."""
     model = context_model("lmm", context_chunk=32)  # one chunk: every token's write stays pending in the state
