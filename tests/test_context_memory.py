@@ -5,15 +5,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_kmer_embedding import mostly_bases
+from test_kmer_embedding import assert_appending_equals_one_ingest, mostly_bases
 from test_model import assert_split_invariant
 
 from titans_cli.errors import UserError
-from titans_cli.ingest import IngestRequest, ingest
-from titans_cli.memory_info import describe_memory
 from titans_cli.models import TitansConfig, TitansModel
 from titans_cli.models.context_memory import HASH_BITS, context_codes, signature_match
-from titans_cli.tasks import make_genome
 from titans_cli.training.trainer import start_from
 
 from conftest import tiny_config
@@ -193,16 +190,7 @@ def test_fine_tuning_may_add_a_context_memory(tmp_path: Path):
 
 
 def test_a_memory_file_keeps_the_context_table_so_appending_equals_one_ingest(tmp_path: Path):
-    torch.manual_seed(0)
-    model_dir = tmp_path / "tiny-dna-context"
+    """The table, its momentum, the pending chunk and the tail are state tensors: saved with the memory and
+    read back, the second file's first contexts reach into the first file's last bases as in one ingest."""
     config = dataclasses.replace(context_config("lmm", n_layers=1), name="tiny-dna-context")
-    TitansModel(config).save_pretrained(model_dir)
-    genome = make_genome(600, seed=3).sequence
-    parts = [tmp_path / "a.fa", tmp_path / "b.fa"]
-    parts[0].write_bytes(b">a\n" + genome[:333] + b"\n")
-    parts[1].write_bytes(b">b\n" + genome[333:] + b"\n")
-    ingest(IngestRequest([str(p) for p in parts], tmp_path / "together", str(model_dir), block_tokens=64))
-    ingest(IngestRequest([str(parts[0])], tmp_path / "appended", str(model_dir), block_tokens=64))
-    ingest(IngestRequest([str(parts[1])], tmp_path / "appended"))
-    digests = [describe_memory(tmp_path / m)["state_digest"] for m in ("together", "appended")]
-    assert digests[0] == digests[1]
+    assert_appending_equals_one_ingest(tmp_path, config)

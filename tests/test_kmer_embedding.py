@@ -97,9 +97,15 @@ def test_kmer_embedding_is_for_dna_models_only():
 def test_a_memory_file_keeps_the_kmer_tail_so_appending_equals_one_ingest(tmp_path: Path):
     """The tail is an int64 state tensor: saved with the memory and read back, the second file's first
     k-mers reach into the first file's last bases exactly as in one ingest."""
+    assert_appending_equals_one_ingest(tmp_path, dna_config("lmm", n_layers=1, name="tiny-dna-kmer"))
+
+
+def assert_appending_equals_one_ingest(tmp_path: Path, config: TitansConfig) -> None:
+    """A 600-base genome in two FASTA files: one ingest of both, or the first then the second appended to
+    its memory file, end in the same state (digest)."""
     torch.manual_seed(0)
-    model_dir = tmp_path / "tiny-dna-kmer"
-    TitansModel(dna_config("lmm", n_layers=1, name="tiny-dna-kmer")).save_pretrained(model_dir)
+    model_dir = tmp_path / config.name
+    TitansModel(config).save_pretrained(model_dir)
     genome = make_genome(600, seed=3).sequence
     parts = [tmp_path / "a.fa", tmp_path / "b.fa"]
     parts[0].write_bytes(b">a\n" + genome[:333] + b"\n")
