@@ -46,31 +46,50 @@ def sparse_memory_chunked(
     chunk_size: int,
 ) -> SparseMemoryResult:
     """Chunk by chunk over a span that starts at a chunk boundary. keys, queries [B, T] (row numbers),
-    values [B, T, A], gates [B, T] (θ_t, log η_t, log(1 − α_t)), table and momentum [B, R, A]."""
-    outputs = []
+    values [B, T, A], gates [B, T] (θ_t, log η_t, log(1 − α_t)), table and momentum [B, R, A].
+
+    Without autograd the tables are copied once and then updated in place: a chunk then costs three passes
+    over them instead of six, most of all a context memory's cost (BENCHMARKS.md). The caller's tensors
+    are never written."""
+    tracked = (values, theta, log_eta, log_keep, table, momentum)
+    in_place = not (torch.is_grad_enabled() and any(t.requires_grad for t in tracked))
+    outputs, owned = [], False
     for start in range(0, keys.shape[1], chunk_size):
         span = slice(start, start + chunk_size)
-        y, new_table, new_momentum = _chunk(keys[:, span], queries[:, span], values[:, span], theta[:, span],
-                                            log_eta[:, span], log_keep[:, span], table, momentum)  # fmt: skip
+        k, q, v, th, eta, keep = (t[:, span] for t in (keys, queries, values, theta, log_eta, log_keep))
+        c, beta, b, m = chunk_coefficients(th, eta, keep)  # c [B, n, n]; the rest [B, n]
+        y, delta = _chunk_read(k, q, v, c, beta, b, table, momentum)
         outputs.append(y)
-        if y.shape[1] == chunk_size:  # a partial last chunk is read but not committed
-            table, momentum = new_table, new_momentum
+        if y.shape[1] < chunk_size:  # a partial last chunk is read but not committed
+            continue
+        if in_place and not owned:
+            table, momentum, owned = table.clone(), momentum.clone(), True
+        table, momentum = _chunk_commit(k, delta, c[:, -1], beta[:, -1], b[:, -1], m, eta.sum(-1).exp(),
+                                        table, momentum, in_place)  # fmt: skip
     y = torch.cat(outputs, 1) if outputs else values.new_zeros(values.shape)
     return SparseMemoryResult(y, table, momentum)
 
 
-def _chunk(keys, queries, values, theta, log_eta, log_keep, table, momentum):
-    c, beta, b, m = chunk_coefficients(theta, log_eta, log_keep)  # c [B, n, n]; the rest [B, n]
+def _chunk_read(keys, queries, values, c, beta, b, table, momentum):
+    """Each token's read M_t[r_t] and the chunk's errors δ_i = M₀[g_i] − v_i, [B, n, A]."""
     batch = torch.arange(keys.shape[0], device=keys.device)[:, None]
-    delta = table[batch, keys] - values  # δ_i = M₀[g_i] − v_i, [B, n, A]
+    delta = table[batch, keys] - values
     hits = (queries[:, :, None] == keys[:, None, :]).to(c.dtype)  # [g_i = r_t]
     y = beta[..., None] * table[batch, queries] + b[..., None] * momentum[batch, queries] - (c * hits) @ delta
-    rows = (batch.expand_as(keys), keys)
-    new_table = beta[:, -1, None, None] * table + b[:, -1, None, None] * momentum
-    new_table = new_table.index_put(rows, -c[:, -1, :, None] * delta, accumulate=True)
-    new_momentum = log_eta.sum(-1).exp()[:, None, None] * momentum
-    new_momentum = new_momentum.index_put(rows, -m[..., None] * delta, accumulate=True)
-    return y, new_table, new_momentum
+    return y, delta
+
+
+def _chunk_commit(keys, delta, c_last, beta_last, b_last, m, decay, table, momentum, in_place):
+    """M_C and S_C (module docstring) from M₀, S₀: in place when `in_place`, else as new tensors."""
+    rows = (torch.arange(keys.shape[0], device=keys.device)[:, None].expand_as(keys), keys)
+    table_writes, momentum_writes = -c_last[..., None] * delta, -m[..., None] * delta
+    beta_last, b_last, decay = beta_last[:, None, None], b_last[:, None, None], decay[:, None, None]
+    if in_place:  # the table first: it reads S₀ before S₀ decays
+        table.mul_(beta_last).addcmul_(momentum, b_last).index_put_(rows, table_writes, accumulate=True)
+        momentum.mul_(decay).index_put_(rows, momentum_writes, accumulate=True)
+        return table, momentum
+    table = (beta_last * table + b_last * momentum).index_put(rows, table_writes, accumulate=True)
+    return table, (decay * momentum).index_put(rows, momentum_writes, accumulate=True)
 
 
 def sparse_memory_reference(

@@ -46,6 +46,21 @@ def test_gradients_match_the_reference():
         assert (a - b).abs().max() <= 1e-9
 
 
+def test_in_place_commits_match_the_autograd_path_and_leave_the_callers_tables_alone():
+    """Without autograd the tables are updated in place; with it, as new tensors. Same numbers, and the
+    state passed in (a saved memory every record starts from) is unchanged either way."""
+    keys, queries, values, theta, log_eta, log_keep, table, momentum = random_inputs(45, seed=11)
+    before = table.clone(), momentum.clone()
+    with torch.no_grad():
+        in_place = sparse_memory_chunked(keys, queries, values, theta, log_eta, log_keep, table, momentum, 8)
+    tracked = sparse_memory_chunked(keys, queries, values, theta.clone().requires_grad_(True), log_eta, log_keep,
+                                    table, momentum, 8)  # fmt: skip
+    for a, b in zip(in_place, tracked):
+        assert (a - b).abs().max() <= 1e-12
+    assert torch.equal(table, before[0]) and torch.equal(momentum, before[1])
+    assert not torch.equal(in_place.table, table)
+
+
 def test_a_token_with_zero_theta_writes_nothing():
     keys, queries, values, theta, log_eta, log_keep, table, momentum = random_inputs(12, seed=9)
     silent = theta.clone()
