@@ -62,6 +62,15 @@ def test_sampling_is_seeded(memory):
     assert runs[0] == runs[1] != runs[2]
 
 
+def test_a_sampled_answer_does_not_depend_on_its_batch(memory):
+    loaded = load_memory(memory / "mem", "cpu")
+    options = AskOptions(max_tokens=12, temperature=1.0, seed=5)
+    questions = ["Who?", "Why?", "How?", "Who?"]  # one prompt length: one batch
+    together = [a.answer for a in ask(loaded, questions, options)]
+    alone = [ask(loaded, [q], options)[0].answer for q in questions]
+    assert together == alone and together[0] == together[3] and len(set(together)) > 1
+
+
 def test_ask_never_modifies_the_memory(memory, capsys):
     store = MemoryStore(memory / "mem")
     before = state_digest(store.load().stored_tensors())
@@ -97,6 +106,11 @@ def test_markers_in_a_question_are_plain_text():
     assert tok.decode(ids) == b"<SEP>a <SEP> b<SEP>"
 
 
+def test_an_empty_question_is_a_user_error(memory, capsys):
+    assert main(["ask", str(memory / "mem"), "  "]) == 2
+    assert "the question is empty" in capsys.readouterr().err
+
+
 def test_bad_questions_file_names_the_line(tmp_path):
     path = tmp_path / "q.txt"
     path.write_text("fine\n{not json\n")
@@ -115,6 +129,20 @@ def test_evidence_points_at_the_answer_in_unchanged_sources(memory):
     assert found == [] and "changed since it was ingested" in notes[0]
     os.remove(memory / "doc.txt")
     assert "no longer present" in find_evidence(sources, ["8812"])[1][0]
+
+
+def test_evidence_is_found_from_another_directory(tmp_path, monkeypatch):
+    """Sources ingested by a relative path are recorded absolute, so `ask --evidence` works from anywhere."""
+    tiny_model("mac").save_pretrained(tmp_path / "model")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "doc.txt").write_bytes(DOCUMENT)
+    monkeypatch.chdir(tmp_path / "docs")
+    ingest(IngestRequest(["doc.txt"], tmp_path / "mem", model=str(tmp_path / "model"), block_tokens=64))
+    monkeypatch.chdir(tmp_path)
+    sources = MemoryStore(tmp_path / "mem").load().sources
+    assert sources[0].path == str(tmp_path / "docs" / "doc.txt")
+    (found,), notes = find_evidence(sources, ["8812"])
+    assert notes == [] and found[0].offset == DOCUMENT.index(b"8812")
 
 
 def test_a_quoting_models_evidence_is_where_its_quoted_values_occur(memory):

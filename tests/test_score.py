@@ -172,7 +172,20 @@ def test_window_track_cuts_on_the_record_grid():
 def test_model_and_input_kinds_must_agree(genome, tmp_path, capsys):
     (tmp_path / "t.txt").write_text("plain text\n")
     assert main(["score", str(tmp_path / "t.txt"), "--model", str(genome / "dna"), "-o", "-"]) == 2
-    assert "the model reads dna but the input is text" in capsys.readouterr().err
+    assert "reads dna, but the input is text" in capsys.readouterr().err
+    ingest(IngestRequest([str(genome / "g.fa")], genome / "mem", model=str(genome / "dna")))
+    assert main(["score", str(tmp_path / "t.txt"), "--memory", str(genome / "mem"), "-o", "-"]) == 2
+    assert f"{genome / 'mem'} holds dna read by" in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_memory_whose_model_moved_points_at_model_dir(genome, capsys):
+    ingest(IngestRequest([str(genome / "g.fa")], genome / "mem", model=str(genome / "dna")))
+    (genome / "dna").rename(genome / "moved")
+    args = ["score", str(genome / "g.fa"), "--memory", str(genome / "mem"), "-o", "-"]
+    assert main(args) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "no longer there" in err and "--model DIR" in err
+    assert main([*args, "--model", str(genome / "moved")]) == 0
 
 
 # ---- variants -----------------------------------------------------------------------------------------------
@@ -259,6 +272,8 @@ def test_a_long_user_error_is_one_line(genome, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "must be bases" in err
+    assert main([*args, "--window", "50"]) == 2
+    assert "--window do not apply to --variants" in capsys.readouterr().err
     assert not (genome / "v.tsv").exists() and not (genome / "v.tsv.partial").exists()
 
 
@@ -295,3 +310,55 @@ def test_malformed_vcf_line_is_named(genome, line, message):
     vcf = write_vcf(genome / "v.vcf", [f"chr1\t5\t.\t{chr(CHR1[4])}\tN\t.\t.\t.", line])
     with pytest.raises(UserError, match=rf"v.vcf:4: {message}"):
         list(score_variants(dna_model(), vcf, str(genome / "g.fa"), VariantOptions(), VariantCounts()))
+
+
+@pytest.mark.parametrize("flag", ["--out", "--track", "--per-base"])
+def test_an_unwritable_output_fails_before_scoring(genome, capsys, monkeypatch, flag):
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("scoring started before the outputs were checked")
+
+    monkeypatch.setattr("titans_cli.score_command.Scorer", no_scoring)
+    args = ["score", str(genome / "g.fa"), "--model", str(genome / "dna"), "-o", str(genome / "s.tsv")]
+    missing = str(genome / "no_such_dir" / "x.parquet")
+    assert main([*args, flag, missing]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert missing in err and flag in err and "No such file or directory" in err
+    (genome / "d.parquet").mkdir()
+    assert main([*args, flag, str(genome / "d.parquet")]) == 2
+    assert "names a directory" in capsys.readouterr().err
+    assert not list(genome.glob("*.partial")) and not (genome / "s.tsv").exists()
+
+
+@pytest.mark.parametrize(("device", "message"), [
+    ("gpu", "not a device"), ("cuda", "no CUDA GPU"), ("cuda:3", "no CUDA GPU"), ("meta", "unsupported device"),
+])  # fmt: skip
+def test_a_device_this_machine_lacks_is_a_user_error(genome, capsys, monkeypatch, device, message):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = ["score", str(genome / "g.fa"), "--model", str(genome / "dna"), "-o", "-", "--device", device]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and f"--device {device}" in err.replace("'", "")
+
+
+def test_reference_lookup_rescans_only_for_names_the_file_has(genome, monkeypatch):
+    from titans_cli import variant_scoring
+
+    opened = []
+    real = variant_scoring.open_input
+    monkeypatch.setattr(variant_scoring, "open_input", lambda *a, **k: opened.append(1) or real(*a, **k))
+    reference = variant_scoring.ReferenceGenome(str(genome / "g.fa"))
+    assert reference.sequence("short") == SHORT and len(opened) == 1
+    assert reference.sequence("chr1") == CHR1 and len(opened) == 2  # behind the reader: one rescan
+    assert reference.sequence("chrX") is None and len(opened) == 2  # the first reader read every name
+    assert reference.sequence("chrY") is None and reference.sequence("chrX") is None and len(opened) == 2
+    assert reference.sequence("tiny") == b"AC"
+    reference.close()
+
+
+def test_an_empty_table_keeps_its_column_types(genome):
+    vcf = write_vcf(genome / "v.vcf", [])
+    out = genome / "v.parquet"
+    assert main(["score", "--variants", str(vcf), "--reference", str(genome / "g.fa"), "--model",
+                 str(genome / "dna"), "-o", str(out)]) == 0  # fmt: skip
+    schema = pq.read_schema(out)
+    assert schema.field("POS").type == "int64" and schema.field("delta").type == "double"

@@ -9,6 +9,7 @@ memory directory is never written.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -101,7 +102,6 @@ def ask(memory: LoadedMemory, questions: list[str], options: AskOptions | None =
         )
     tokenizer = tokenizer_for(model.config.tokenizer)
     device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(options.seed)
     prompts = [prompt_ids(model.config, tokenizer, q) for q in questions]
     by_length: dict[int, list[int]] = {}
     for index, prompt in enumerate(prompts):
@@ -112,13 +112,21 @@ def ask(memory: LoadedMemory, questions: list[str], options: AskOptions | None =
         started = time.monotonic()
         batch = torch.stack([prompts[i] for i in indices]).to(device)
         logits, state = read(model, batch, expand_state(memory.state, len(indices)))
+        generators = [question_generator(options.seed, questions[i]) for i in indices]
         decoded, _ = decode(model, logits, state, options.max_tokens, stop_ids(tokenizer),
-                            options.temperature, options.top_k, generator)  # fmt: skip
+                            options.temperature, options.top_k, generators)  # fmt: skip
         seconds = (time.monotonic() - started) / len(indices)
         for i, out in zip(indices, decoded):
             text = tokenizer.decode(out.ids).decode("utf-8", errors="replace")
             answers[i] = Answer(questions[i], text, out.mean_logprob, len(out.ids), seconds, out.stopped)
     return answers  # type: ignore[return-value]
+
+
+def question_generator(seed: int, question: str) -> torch.Generator:
+    """The sampling generator of one question: from the seed and the question's text, so a question gets the
+    same answer with the same --seed whichever questions are asked beside it."""
+    digest = hashlib.sha256(f"{seed}\0{question}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
 def evidence_for(

@@ -30,6 +30,8 @@ def run_ask(
 ) -> None:
     if max_tokens < 1 or temperature < 0 or top_k < 0:
         raise UserError("--max-tokens must be ≥ 1, --temperature ≥ 0 and --top-k ≥ 0")
+    if questions_file is None and not (question or "").strip():
+        raise UserError('the question is empty; give its text, e.g. titans ask MEM "What is the magic number?"')
     questions = read_questions(questions_file) if questions_file else [question or ""]
     loaded = load_memory(memory, device, model)
     answers = ask(loaded, questions, AskOptions(max_tokens, temperature, top_k, seed))

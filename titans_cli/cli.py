@@ -104,7 +104,7 @@ def ask(
     max_tokens: int = typer.Option(128, "--max-tokens", help="Most tokens per answer."),
     temperature: float = typer.Option(0.0, "--temperature", help="0 answers greedily; > 0 samples."),
     top_k: int = typer.Option(0, "--top-k", help="Sample only from the k most likely tokens (0: all)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the sampler."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampler: a question samples alike in any batch."),
     evidence: bool = typer.Option(
         False, "--evidence", help="Show where each answer occurs in the ingested sources (if unchanged)."
     ),
@@ -152,7 +152,8 @@ def score(
         if reference is None or inputs:
             raise UserError("--variants needs --reference GENOME.fa and no other inputs")
         unused = [name for name, given in (("--track", track), ("--per-base", per_base), ("--carry", carry),
-                                           ("--kind", kind != "auto")) if given]  # fmt: skip
+                                           ("--kind", kind != "auto"), ("--window", window != 1000),
+                                           ("--piece", piece != 4096)) if given]  # fmt: skip
         if unused:
             raise UserError(f"{', '.join(unused)} do not apply to --variants")
         run_variants(variants, reference, out, model, memory, flank, rc_average, skip_mismatch, batch, device,
@@ -227,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: maps user errors to exit 2 and interrupts to 130."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    if debug:  # global: accepted before or after the command (`titans score ... --debug`)
+        args = ["--debug", *(a for a in args if a != "--debug")]
     try:
         app(args=args, prog_name="titans", standalone_mode=False)
     except UserError as err:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -95,7 +96,9 @@ def ingest(request: IngestRequest) -> IngestReport:
     reader = open_input(request.inputs, kind=kind)
     if existing is not None and existing.kind != kind:
         raise UserError(f"{request.memory}: this memory holds {existing.kind} input, not {kind}")
-    snapshot, first, skip_tokens = _plan(request, existing, ref, model, kind, reader.source_paths)
+    # Absolute paths: `ask --evidence` and `--resume` find the sources again from any directory.
+    paths = [p if p == "-" else os.path.abspath(p) for p in reader.source_paths]
+    snapshot, first, skip_tokens = _plan(request, existing, ref, model, kind, paths)
     if first.local:  # resuming: restart at the partial source's beginning and re-verify what was consumed
         reader.close()
         reader = open_input(request.inputs, kind=kind, start=ReadPosition(first.local, 0, 0))

@@ -79,7 +79,22 @@ def resolve_model(spec: str) -> ModelRef:
 
 
 def pick_device(device: str) -> str:
-    """"auto" is CUDA when there is a GPU, else the CPU; anything else is passed through."""
+    """"auto" is CUDA when there is a GPU, else the CPU; "cpu", "cuda", "cuda:N" and "mps" are checked here,
+    so a machine without that device gets a one-line error rather than a failure deep inside torch."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"--device {device!r}: not a device; use cpu, cuda, cuda:N, mps or auto") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UserError(f"--device {device}: this machine has no CUDA GPU; use --device cpu")
+        if parsed.index is not None and parsed.index >= count:
+            raise UserError(f"--device {device}: this machine has {count} CUDA GPU(s), numbered from 0")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"--device {device}: MPS is not available here; use --device cpu")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"--device {device}: unsupported device type; use cpu, cuda, cuda:N, mps or auto")
     return device

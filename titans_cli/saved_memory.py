@@ -29,7 +29,13 @@ class LoadedMemory:
 
 def memory_model(snapshot: MemorySnapshot, memory: Path, spec: str | None = None) -> ModelRef:
     """The model that made `snapshot` (or `spec`, which must be the same model by content hash)."""
-    ref = resolve_model(spec or snapshot.model_source)
+    try:
+        ref = resolve_model(spec or snapshot.model_source)
+    except UserError:
+        if spec is not None:
+            raise
+        raise UserError(f"{memory} was made by model {snapshot.model_name} at {snapshot.model_source}, which is "
+                        "no longer there; pass --model DIR naming that model where it is now") from None  # fmt: skip
     if ref.content_hash != snapshot.model_hash:
         raise UserError(
             f"{memory} was made by model {snapshot.model_name} ({snapshot.model_hash[:19]}…), "

@@ -10,13 +10,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 from rich.console import Console
 
 from titans_cli.errors import UserError
 from titans_cli.model_registry import default_model, pick_device, resolve_model
 from titans_cli.readers import open_input
 from titans_cli.saved_memory import load_memory
-from titans_cli.score_output import BedGraphWriter, PerBaseWriter, TableWriter, table_format
+from titans_cli.score_output import BedGraphWriter, PerBaseWriter, TableWriter, check_writable, table_format
 from titans_cli.scoring import LN2, LineRows, RecordRows, ScoredPiece, ScoreOptions, Scorer, Totals, WindowTrack
 
 stderr = Console(stderr=True)
@@ -60,15 +61,17 @@ def score(request: ScoreRequest) -> ScoreSummary:
     options = ScoreOptions(request.piece_tokens, request.batch_records, request.carry, request.rc_average)
     if request.memory is not None:
         loaded = load_memory(request.memory, request.device, request.model)
-        model, start = loaded.model, loaded.state
+        ref, model, start = loaded.model_ref, loaded.model, loaded.state
     else:
-        model = resolve_model(request.model or default_model(kind)).load(pick_device(request.device)).eval()
-        start = None
+        ref = resolve_model(request.model or default_model(kind))
+        model, start = ref.load(pick_device(request.device)).eval(), None
     model_kind = "dna" if model.config.tokenizer == "dna" else "text"
     if model_kind != kind:
         reader.close()
         hint = "pass --kind text to score the files as bytes" if model_kind == "text" else "give FASTA/FASTQ input"
-        raise UserError(f"the model reads {model_kind} but the input is {kind}: {hint}")
+        what = (f"{request.memory} holds {model_kind} read by {ref.name}" if request.memory
+                else f"the model {ref.name} reads {model_kind}")  # fmt: skip
+        raise UserError(f"{what}, but the input is {kind}: {hint}")
     if request.rc_average and kind != "dna":
         raise UserError("--rc-average needs DNA input")
 
@@ -88,6 +91,9 @@ def _check(request: ScoreRequest) -> None:
     table_format(request.out)
     if request.per_base is not None and table_format(str(request.per_base)) != "parquet":
         raise UserError(f"{request.per_base}: --per-base writes Parquet; name the file .parquet")
+    for path, flag in ((request.out, "--out"), (request.track, "--track"), (request.per_base, "--per-base")):
+        if path is not None:
+            check_writable(str(path), flag)
     if request.window < 1 or request.batch_records < 1 or request.piece_tokens < 1:
         raise UserError("--window, --batch and --piece must be ≥ 1")
     if request.carry and request.memory is not None:
@@ -101,10 +107,11 @@ def _write(request: ScoreRequest, kind: str, scored: Iterator[tuple[ScoredPiece,
     unit = "base" if kind == "dna" else "byte"
     rows_of = RecordRows if kind == "dna" else LineRows
     rows, baseline_rows = rows_of(), rows_of()
-    columns = list(Totals("", "").row(unit))
+    schema = pa.Table.from_pylist([Totals("", "").row(unit)]).schema  # an empty record's row gives the types
     if request.memory is not None:
-        columns += [f"bits_per_{unit}_without_memory", "memory_gain_bits"]
-    table = TableWriter(request.out, columns)
+        for name in (f"bits_per_{unit}_without_memory", "memory_gain_bits"):
+            schema = schema.append(pa.field(name, pa.float64()))
+    table = TableWriter(request.out, schema)
     track = BedGraphWriter(str(request.track), "titans", f"bits per {unit}") if request.track else None
     windows = WindowTrack(request.window)
     per_base = PerBaseWriter(str(request.per_base), kind == "dna") if request.per_base else None
@@ -168,7 +175,7 @@ def run_score(request: ScoreRequest, as_json: bool) -> None:
 def run_variants(vcf: Path, reference: str, out: str, model: str | None, memory: Path | None, flank: int,
                  rc_average: bool, skip_mismatch: bool, batch: int, device: str, as_json: bool) -> None:  # fmt: skip
     """Score a VCF's variants against the reference; the table has one row per (variant, ALT allele)."""
-    from titans_cli.variant_scoring import VariantCounts, VariantOptions, score_variants, variant_columns
+    from titans_cli.variant_scoring import VariantCounts, VariantOptions, score_variants, variant_schema
 
     if flank < 1 or batch < 1:
         raise UserError("--flank and --batch must be ≥ 1")
@@ -177,12 +184,13 @@ def run_variants(vcf: Path, reference: str, out: str, model: str | None, memory:
     if as_json and out == "-":
         raise UserError("--json prints a summary on stdout, which --out - already uses for the table")
     table_format(out)
+    check_writable(out, "--out")
     loaded = resolve_model(model or default_model("dna")).load(pick_device(device)).eval()
     if loaded.config.tokenizer != "dna":
         raise UserError("--variants needs a DNA model")
     counts = VariantCounts()
     started = time.monotonic()
-    table = TableWriter(out, variant_columns(rc_average))
+    table = TableWriter(out, variant_schema(rc_average))
     complete = False
     try:
         for row in score_variants(loaded, vcf, reference, VariantOptions(flank, rc_average, skip_mismatch, batch),

@@ -36,6 +36,21 @@ def table_format(path: str) -> str:
     raise UserError(f"{path}: unknown output format; name it .parquet or .tsv, or use - for stdout")
 
 
+def check_writable(path: str, flag: str) -> None:
+    """Fail before any scoring if `flag`'s file cannot be written, not after hours of work."""
+    if path == "-":
+        return
+    if os.path.isdir(path):
+        raise UserError(f"{path}: {flag} names a directory; give a file name")
+    probe = f"{path}.partial"
+    try:
+        open(probe, "wb").close()
+    except OSError as error:
+        raise UserError(f"{path}: cannot write {flag} ({error.strerror}); "
+                        "choose a file in an existing, writable directory") from None  # fmt: skip
+    os.remove(probe)
+
+
 class _Output:
     """A file written as PATH.partial and renamed to PATH by `finish()`; `abandon()` removes it."""
 
@@ -52,14 +67,14 @@ class _Output:
 
 
 class TableWriter(_Output):
-    """Rows (dicts with keys `columns`) to Parquet or TSV, in batches.
+    """Rows (dicts with the fields of `schema`) to Parquet or TSV, in batches.
 
-    With no rows at all the file still gets its columns (a header line, or an empty Parquet table).
+    With no rows at all the file still gets its typed columns (a header line, or an empty Parquet table).
     """
 
-    def __init__(self, path: str, columns: list[str]):
+    def __init__(self, path: str, schema: pa.Schema):
         super().__init__(path)
-        self.format, self.columns = table_format(path), columns
+        self.format, self.schema, self.columns = table_format(path), schema, schema.names
         self.rows: list[dict[str, Any]] = []
         self.count = 0
         self._parquet: pq.ParquetWriter | None = None
@@ -69,16 +84,16 @@ class TableWriter(_Output):
     def write(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
         self.count += 1
-        if len(self.rows) >= BATCH_ROWS:
+        if len(self.rows) >= BATCH_ROWS or self.format == "stdout":  # stdout: rows as they come, for pipes
             self._flush()
 
     def _flush(self) -> None:
         if not self.rows:
             return
         if self.format == "parquet":
-            table = pa.Table.from_pylist(self.rows)
+            table = pa.Table.from_pylist(self.rows, schema=self.schema)
             if self._parquet is None:
-                self._parquet = pq.ParquetWriter(self.partial, table.schema)
+                self._parquet = pq.ParquetWriter(self.partial, self.schema)
             self._parquet.write_table(table)
         else:
             self._open_tsv().writerows({k: _tsv_value(v) for k, v in row.items()} for row in self.rows)
@@ -95,7 +110,7 @@ class TableWriter(_Output):
         """Finish the file; with complete=False (the run failed) remove it instead."""
         if complete:
             if not self.count and self.format == "parquet":
-                pq.write_table(pa.table({c: pa.array([], pa.null()) for c in self.columns}), self.partial)
+                pq.write_table(self.schema.empty_table(), self.partial)
             elif not self.count:
                 self._open_tsv()
             self._flush()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from titans_cli.errors import UserError
 from titans_cli.models import TitansModel
@@ -51,9 +52,13 @@ class VariantCounts:
             self.notes.append(message)
 
 
-def variant_columns(rc_average: bool) -> list[str]:
-    columns = ["CHROM", "POS", "ID", "REF", "ALT", "ref_loglik", "alt_loglik", "delta"]
-    return columns + (["delta_forward", "delta_reverse"] if rc_average else [])
+def variant_schema(rc_average: bool) -> pa.Schema:
+    """The columns of the variant table (natural-log likelihoods; the deltas are alt minus ref)."""
+    fields = [("CHROM", pa.string()), ("POS", pa.int64()), ("ID", pa.string()), ("REF", pa.string()),
+              ("ALT", pa.string()), ("ref_loglik", pa.float64()), ("alt_loglik", pa.float64()), ("delta", pa.float64())]
+    if rc_average:
+        fields += [("delta_forward", pa.float64()), ("delta_reverse", pa.float64())]
+    return pa.schema(fields)
 
 
 def score_variants(
@@ -91,10 +96,14 @@ class ReferenceGenome:
         self.pieces = iter(self.reader)
         self.name: str | None = None
         self.current = b""
+        self.seen: set[str] = set()  # every record name read so far
+        self.read_to_end = False  # a reader reached the end: `seen` holds every name in the file
 
     def sequence(self, name: str) -> bytes | None:
         if name == self.name:
             return self.current
+        if self.read_to_end and name not in self.seen:  # no rescan for a chromosome the file lacks
+            return None
         for restarted in (False, True):
             if restarted:
                 self.close()
@@ -112,8 +121,9 @@ class ReferenceGenome:
             parts.append(piece.data)
             if piece.record_end:
                 self.name, self.current = piece.record, b"".join(parts)
+                self.seen.add(self.name)
                 return self.name
-        self.name, self.current = None, b""
+        self.name, self.current, self.read_to_end = None, b"", True
         return None
 
     def close(self) -> None:

@@ -70,13 +70,14 @@ def decode(
     stops: set[int],
     temperature: float = 0.0,
     top_k: int = 0,
-    generator: torch.Generator | None = None,
+    generators: list[torch.Generator] | None = None,
 ) -> tuple[list[Decoded], TitansState]:
     """Continue B independent streams (logits [B, V] of their last positions) until each stops or hits the cap.
 
     temperature 0 is greedy (argmax); otherwise tokens are sampled from softmax(logits / temperature),
-    restricted to the top_k most likely when top_k > 0. A stream that has stopped keeps being fed (its
-    tokens are discarded) so the batch stays one tensor.
+    restricted to the top_k most likely when top_k > 0, each row drawing from its own generator (one per
+    stream), so a stream's tokens do not depend on which others share its batch. A stream that has stopped
+    keeps being fed (its tokens are discarded) so the batch stays one tensor.
     """
     batch = logits.shape[0]
     out = [Decoded([], 0.0, False) for _ in range(batch)]
@@ -87,7 +88,9 @@ def decode(
             if top_k > 0:
                 kth = scores.topk(min(top_k, scores.shape[-1]), dim=-1).values[:, -1:]
                 scores = scores.masked_fill(scores < kth, float("-inf"))
-            tokens = torch.multinomial(scores.softmax(-1).cpu(), 1, generator=generator).to(logits.device)[:, 0]
+            probs = scores.softmax(-1).cpu()
+            rows = generators or [None] * batch
+            tokens = torch.cat([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, rows)]).to(logits.device)
         else:
             tokens = log_probs.argmax(-1)
         chosen = log_probs.gather(1, tokens[:, None])[:, 0].tolist()

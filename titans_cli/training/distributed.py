@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from titans_cli.model_registry import pick_device
+
 
 @dataclass(frozen=True)
 class World:
@@ -33,9 +35,7 @@ def join(device: str = "auto") -> World:
     size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    where = torch.device(device)
+    where = torch.device(pick_device(device))
     if where.type == "cuda":
         where = torch.device("cuda", local_rank if size > 1 else (where.index or 0))
         torch.cuda.set_device(where)
