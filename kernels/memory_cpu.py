@@ -22,6 +22,9 @@ The loop over chunks stays sequential: each chunk's gradients are taken at its s
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor
 from torch.nn import functional as F
@@ -40,9 +43,9 @@ class _Block:
     also made once.
     """
 
-    def __init__(self, ref: Tensor, g: int, n: int, chunk: int, width: int, d_out: int):
+    def __init__(self, ref: Tensor, g: int, n: int, chunk: int, width: int, d_out: int, grad_clip: float):
         m = g * n
-        self.n, self.chunk, self.width = n, chunk, width
+        self.n, self.chunk, self.width, self.grad_clip = n, chunk, width, grad_clip
         self.q, self.k, self.v = (ref.new_empty(m, chunk, width) for _ in range(3))
         self.gates = ref.new_empty(3, m, chunk)  # θ, log η, log(1 − α)
         self.cum = ref.new_empty(2, m, chunk)  # log E_t, log β_t
@@ -51,11 +54,12 @@ class _Block:
         self.left1 = ref.new_empty(m, chunk, 2 * width)  # [β⊙q | b⊙q]
         self.neg_a1 = ref.new_empty(m, chunk, chunk)  # −c⊙(q kᵀ)
         self.scaled1 = ref.new_empty(m, chunk, 2 * width)  # [−c_end⊙k | −m⊙k]
+        self.key_norm = ref.new_empty(m, chunk)  # ‖k‖²/τ², for gradient clipping
         self.y = ref.new_empty(g, n, chunk, d_out)
         self.surprise = ref.new_empty(g, n, chunk)
         neg_c, b = self.acc[..., :chunk], self.acc[..., chunk:]
         views = {
-            "k": self.k, "v": self.v, "left1": self.left1, "neg_a1": self.neg_a1,
+            "k": self.k, "v": self.v, "key_norm": self.key_norm, "left1": self.left1, "neg_a1": self.neg_a1,
             "scaled1_t": self.scaled1.transpose(1, 2),
             "neg_c": neg_c, "beta": self.beta[..., None], "b": b,  # −c_{t,i}, β_t, b_t
             "neg_c_end": neg_c[:, -1, :, None], "neg_m": self.neg_m[..., None],  # −c_{n,i}, −θ_iE_n/E_i
@@ -76,6 +80,8 @@ class _Block:
         torch.bmm(q, k.transpose(1, 2), out=self.neg_a1[:m]).mul_(neg_c)
         torch.mul(k, neg_c[:, -1, :, None], out=self.scaled1[:m, :, :w])
         torch.mul(k, self.neg_m[:m, :, None], out=self.scaled1[:m, :, w:])
+        if self.grad_clip:
+            torch.linalg.vecdot(k, k, out=self.key_norm[:m]).div_(self.grad_clip**2)
 
     def coefficients(self, m: int) -> None:
         """Gate coefficients of the first m chunk × [B·H] rows (SPEC 2b).
@@ -158,7 +164,8 @@ class _Plan:
         self.scaled_halves = [(x[..., :h], x[..., h:]) for x, h in zip(self.scaled, hidden)]
         self.scaled_t = [x.transpose(1, 2) for x in self.scaled]
         self.gram = ref.new_empty(n, chunk, chunk)
-        self.norm_sq, self.part = ref.new_empty(n, chunk), ref.new_empty(2, n, chunk)  # gradient clipping
+        # Gradient clipping: ‖u‖²/τ², and ‖δ^l‖² for the hidden layers beside ‖a^l‖² of the current one.
+        self.norm_sq, self.part = ref.new_empty(n, chunk), ref.new_empty(self.depth, n, chunk)
 
     def state(self, shape: tuple[int, int], dtype: torch.dtype) -> tuple[list[Tensor], list[Tensor]]:
         """Committed weights and momentum, back in the [B, H, d_out, d_in] layout."""
@@ -171,16 +178,19 @@ class _Plan:
         return [back(w) for w in self.w], [back(s) for s in self.s]
 
 
-def _clip(plan: _Plan, keys: Tensor, grad_clip: float) -> None:
-    """Scale each token's δ_i^l (all layers) so that ‖u_i‖² = Σ_l ‖δ_i^l‖² ‖a_i^{l−1}‖² is at most τ²."""
-    inputs = [keys, *plan.act]
-    norm_sq, part = plan.norm_sq, plan.part
-    norm_sq.zero_()
-    for delta, a in zip(plan.delta, inputs):
-        torch.linalg.vecdot(delta, delta, out=part[0])
-        torch.linalg.vecdot(a, a, out=part[1])
-        norm_sq.addcmul_(part[0], part[1])
-    scale = norm_sq.clamp_min_(grad_clip * grad_clip).rsqrt_().mul_(grad_clip)[..., None]  # `clip_scale`
+def _clip(plan: _Plan, op: dict[str, Tensor], last_sq: Tensor, grad_clip: float) -> None:
+    """Scale each token's δ_i^l (all layers) so that ‖u_i‖² = Σ_l ‖δ_i^l‖² ‖a_i^{l−1}‖² is at most τ².
+
+    `last_sq` is ‖δ^L‖² (the surprise) and the block holds ‖k‖²/τ², so the scale min(1, τ/‖u‖) of
+    `clip_scale` is rsqrt(max(1, ‖u‖²/τ²)) in a few small ops.
+    """
+    depth, norm_sq, part = plan.depth, plan.norm_sq, plan.part
+    squares = [torch.linalg.vecdot(d, d, out=part[layer]) for layer, d in enumerate(plan.delta[:-1])] + [last_sq]
+    torch.mul(squares[0], op["key_norm"], out=norm_sq)
+    for layer in range(1, depth):
+        a = plan.act[layer - 1]
+        norm_sq.addcmul_(squares[layer], torch.linalg.vecdot(a, a, out=part[-1]), value=grad_clip**-2)
+    scale = norm_sq.clamp_min_(1.0).rsqrt_()[..., None]
     for delta in plan.delta:
         delta.mul_(scale)
 
@@ -213,7 +223,7 @@ def _chunk_step(
         torch.bmm(delta[layer + 1], plan.w_t[layer + 1], out=back)
         torch.mul(back, plan.dact[layer], out=delta[layer])
     if grad_clip:
-        _clip(plan, op["k"], grad_clip)
+        _clip(plan, op, surprise, grad_clip)
 
     # Retrieval y_t = M_t(q_t) (SPEC 2b), per layer [β⊙r | b⊙r] @ [Wᵀ; Sᵀ] + (−c⊙(r aᵀ)) @ δ.
     out = y if depth == 1 else plan.read[0]
@@ -273,20 +283,41 @@ def memory_recurrence_cpu(
         return _run(q, k, v, theta, log_eta, log_keep, weights, momentum, chunk_size, grad_clip)
 
 
+@contextmanager
+def _chunk_threads(matrices: int) -> Iterator[None]:
+    """One intra-op thread for the chunk steps of a single matrix (one stream, one head), else torch's own.
+
+    With one matrix a chunk's products are single small GEMMs ([C, d] by [d, e·d]) that threads can
+    only split, and meeting costs more than it saves: dna-tiny's recurrence ran 1.23× faster on one
+    thread than on two, while with two or more matrices torch spreads them over threads and two threads
+    were 1.2× faster (BENCHMARKS.md). The count is process-wide, so it is restored on the way out.
+    """
+    threads = torch.get_num_threads()
+    if matrices > 1 or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _run(q, k, v, theta, log_eta, log_keep, weights, momentum, chunk, grad_clip) -> RecurrenceResult:
     batch, heads, length, width = q.shape
     n, d_out = batch * heads, weights[-1].shape[-2]
     n_chunks, full = -(-length // chunk), length // chunk
     group = min(max(1, _BLOCK_MATRICES // n), n_chunks)
     plan = _Plan(q, weights, momentum, n, chunk)
-    block = _Block(q, group, n, chunk, width, d_out)
+    block = _Block(q, group, n, chunk, width, d_out, grad_clip)
     y = q.new_empty(batch, heads, length, d_out)
     surprise = q.new_empty(batch, heads, length)
     for start in range(0, n_chunks, group):
         stop = min(start + group, n_chunks)
         block.fill(q, k, v, theta, log_eta, log_keep, start, stop)
-        for j in range(stop - start):
-            _chunk_step(plan, block.chunks[j], block.y[j], block.surprise[j], start + j < full, grad_clip)
+        with _chunk_threads(n):
+            for j in range(stop - start):
+                _chunk_step(plan, block.chunks[j], block.y[j], block.surprise[j], start + j < full, grad_clip)
         m = (stop - start) * n
         _move(y, block.y[: stop - start].view(m, chunk, d_out), start * chunk, chunk, False)
         _move(surprise, block.surprise[: stop - start].view(m, chunk), start * chunk, chunk, False)

@@ -9,7 +9,16 @@ dual form then needs no R-wide product:
 
 so a chunk costs a C×C product per stream plus one scaling of the two tables and a scatter-add. A
 token with θ_i = 0 writes nothing. `sparse_memory_reference` runs the token loop of
-`memory_recurrence_reference` on explicit one-hot keys: the ground truth the fast form is tested against.
+`memory_recurrence_reference` on explicit one-hot keys: the ground truth the fast forms are tested against.
+
+Three ways to hold the tables while a span is read, one per use:
+- `DenseTables`, out of place: autograd trains the gates through it.
+- `DenseTables`, in place (no autograd, CUDA): one copy per call, then three passes over the tables per chunk.
+- `LazyTables` (no autograd, CPU): no pass over the tables per chunk while the momentum is wiped at every
+  chunk end (E_C = 0 exactly, as in the bundled models: log E_C ≈ −1000). Then S_C is the chunk's own
+  writes, a list of at most C rows, and the table is kept as M = p·M̃, so β_C scales the scalar p and the
+  chunk writes only the rows it and the momentum touch. A chunk that keeps momentum switches the rest of
+  the call to in-place dense tables.
 """
 
 from __future__ import annotations
@@ -22,6 +31,10 @@ from torch.nn import functional as F
 
 from titans_cli.kernels.memory_chunked import chunk_coefficients
 from titans_cli.kernels.memory_reference import memory_recurrence_reference
+
+# Below this the table's scale p is folded back into M̃ (one dense pass), so M̃ = M/p stays well inside
+# the float range whatever the forgetting.
+MIN_SCALE = 2.0**-20
 
 
 class SparseMemoryResult(NamedTuple):
@@ -47,49 +60,146 @@ def sparse_memory_chunked(
 ) -> SparseMemoryResult:
     """Chunk by chunk over a span that starts at a chunk boundary. keys, queries [B, T] (row numbers),
     values [B, T, A], gates [B, T] (θ_t, log η_t, log(1 − α_t)), table and momentum [B, R, A].
-
-    Without autograd the tables are copied once and then updated in place: a chunk then costs three passes
-    over them instead of six, most of all a context memory's cost (BENCHMARKS.md). The caller's tensors
-    are never written."""
+    The caller's tensors are never written."""
     tracked = (values, theta, log_eta, log_keep, table, momentum)
-    in_place = not (torch.is_grad_enabled() and any(t.requires_grad for t in tracked))
-    outputs, owned = [], False
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tracked):
+        tables = DenseTables(table, momentum, in_place=False)
+    elif table.device.type == "cpu":  # the lazy form asks the host about every chunk's gates: no CUDA graphs
+        tables = LazyTables(table, momentum, chunk_size)
+    else:
+        tables = DenseTables(table, momentum, in_place=True)
+    outputs = []
     for start in range(0, keys.shape[1], chunk_size):
         span = slice(start, start + chunk_size)
         k, q, v, th, eta, keep = (t[:, span] for t in (keys, queries, values, theta, log_eta, log_keep))
         c, beta, b, m = chunk_coefficients(th, eta, keep)  # c [B, n, n]; the rest [B, n]
-        y, delta = _chunk_read(k, q, v, c, beta, b, table, momentum)
+        y, delta = _chunk_read(k, q, v, c, beta, b, *tables.rows(k, q))
         outputs.append(y)
-        if y.shape[1] < chunk_size:  # a partial last chunk is read but not committed
-            continue
-        if in_place and not owned:
-            table, momentum, owned = table.clone(), momentum.clone(), True
-        table, momentum = _chunk_commit(k, delta, c[:, -1], beta[:, -1], b[:, -1], m, eta.sum(-1).exp(),
-                                        table, momentum, in_place)  # fmt: skip
+        if y.shape[1] == chunk_size:  # a partial last chunk is read but not committed
+            tables.commit(k, delta, c[:, -1], beta[:, -1], b[:, -1], m, eta.sum(-1).exp())
     y = torch.cat(outputs, 1) if outputs else values.new_zeros(values.shape)
-    return SparseMemoryResult(y, table, momentum)
+    return SparseMemoryResult(y, *tables.result())
 
 
-def _chunk_read(keys, queries, values, c, beta, b, table, momentum):
-    """Each token's read M_t[r_t] and the chunk's errors δ_i = M₀[g_i] − v_i, [B, n, A]."""
-    batch = torch.arange(keys.shape[0], device=keys.device)[:, None]
-    delta = table[batch, keys] - values
+def _chunk_read(keys, queries, values, c, beta, b, table_keys, table_queries, momentum_queries):
+    """Each token's read M_t[r_t] and the chunk's errors δ_i = M₀[g_i] − v_i, [B, n, A], from the rows of
+    M₀ at the keys and queries and of S₀ at the queries."""
+    delta = table_keys - values
     hits = (queries[:, :, None] == keys[:, None, :]).to(c.dtype)  # [g_i = r_t]
-    y = beta[..., None] * table[batch, queries] + b[..., None] * momentum[batch, queries] - (c * hits) @ delta
+    y = beta[..., None] * table_queries + b[..., None] * momentum_queries - (c * hits) @ delta
     return y, delta
 
 
-def _chunk_commit(keys, delta, c_last, beta_last, b_last, m, decay, table, momentum, in_place):
-    """M_C and S_C (module docstring) from M₀, S₀: in place when `in_place`, else as new tensors."""
-    rows = (torch.arange(keys.shape[0], device=keys.device)[:, None].expand_as(keys), keys)
-    table_writes, momentum_writes = -c_last[..., None] * delta, -m[..., None] * delta
-    beta_last, b_last, decay = beta_last[:, None, None], b_last[:, None, None], decay[:, None, None]
-    if in_place:  # the table first: it reads S₀ before S₀ decays
-        table.mul_(beta_last).addcmul_(momentum, b_last).index_put_(rows, table_writes, accumulate=True)
-        momentum.mul_(decay).index_put_(rows, momentum_writes, accumulate=True)
-        return table, momentum
-    table = (beta_last * table + b_last * momentum).index_put(rows, table_writes, accumulate=True)
-    return table, (decay * momentum).index_put(rows, momentum_writes, accumulate=True)
+def _batch_rows(rows: Tensor) -> tuple[Tensor, Tensor]:
+    """Indices (stream, row) for rows [B, n] of tables [B, R, A]."""
+    return torch.arange(rows.shape[0], device=rows.device)[:, None].expand_as(rows), rows
+
+
+class DenseTables:
+    """M and S as whole tables; with `in_place`, one private copy updated in place (no autograd)."""
+
+    def __init__(self, table: Tensor, momentum: Tensor, in_place: bool):
+        self.table, self.momentum, self.in_place, self.owned = table, momentum, in_place, False
+
+    def rows(self, keys: Tensor, queries: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        k, q = _batch_rows(keys), _batch_rows(queries)
+        return self.table[k], self.table[q], self.momentum[q]
+
+    def commit(self, keys, delta, c_last, beta_last, b_last, m, decay) -> None:
+        """M_C and S_C (module docstring) from M₀, S₀."""
+        rows = _batch_rows(keys)
+        table_writes, momentum_writes = -c_last[..., None] * delta, -m[..., None] * delta
+        beta_last, b_last, decay = beta_last[:, None, None], b_last[:, None, None], decay[:, None, None]
+        if not self.in_place:
+            table = beta_last * self.table + b_last * self.momentum
+            self.table = table.index_put(rows, table_writes, accumulate=True)
+            self.momentum = (decay * self.momentum).index_put(rows, momentum_writes, accumulate=True)
+            return
+        if not self.owned:
+            self.table, self.momentum, self.owned = self.table.clone(), self.momentum.clone(), True
+        # The table first: it reads S₀ before S₀ decays.
+        self.table.mul_(beta_last).addcmul_(self.momentum, b_last).index_put_(rows, table_writes, accumulate=True)
+        self.momentum.mul_(decay).index_put_(rows, momentum_writes, accumulate=True)
+
+    def result(self) -> tuple[Tensor, Tensor]:
+        return self.table, self.momentum
+
+
+class LazyTables:
+    """M = p·M̃ with p [B], and S = Σ_j e_{r_j} u_jᵀ: rows r [B, K] and values u [B, K, A] (repeated rows
+    add up), while every chunk wipes the momentum; `dense` (in place) once one does not."""
+
+    def __init__(self, table: Tensor, momentum: Tensor, chunk_size: int):
+        self.table, self.momentum = table, momentum  # the caller's, returned as they are if nothing commits
+        self.scaled = table  # M̃: the caller's table until the first commit, then a private copy
+        self.scale = table.new_ones(table.shape[0])
+        self.dense: DenseTables | None = None
+        self.momentum_rows = momentum_rows(momentum, chunk_size)
+        if self.momentum_rows is None:  # S₀ holds more rows than one chunk writes: not a wiped momentum
+            self.dense = DenseTables(table, momentum, in_place=True)
+
+    def rows(self, keys: Tensor, queries: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if self.dense is not None:
+            return self.dense.rows(keys, queries)
+        p = self.scale[:, None, None]
+        rows, u = self.momentum_rows
+        hits = (queries[:, :, None] == rows[:, None, :]).to(u.dtype)  # S₀[r_t] = Σ_j [r_j = r_t] u_j
+        return p * self.scaled[_batch_rows(keys)], p * self.scaled[_batch_rows(queries)], hits @ u
+
+    def commit(self, keys, delta, c_last, beta_last, b_last, m, decay) -> None:
+        if self.dense is None and bool((decay != 0).any()):
+            self._to_dense()
+        if self.dense is not None:
+            self.dense.commit(keys, delta, c_last, beta_last, b_last, m, decay)
+            return
+        if self.scaled is self.table:
+            self.scaled = self.table.clone()
+        scale = beta_last * self.scale
+        if bool((scale < MIN_SCALE).any()):  # fold p into M̃ before dividing by it
+            self.scaled.mul_(self.scale[:, None, None])
+            self.scale, scale = torch.ones_like(scale), beta_last
+            if bool((scale < MIN_SCALE).any()):  # β_C itself ≈ 0: this chunk forgets the table
+                self._to_dense()
+                self.dense.commit(keys, delta, c_last, beta_last, b_last, m, decay)
+                return
+        # M_C = β_C p M̃ + b_C S₀ − Σ_i c_{C,i} δ_i e_{g_i}ᵀ, written as p' = β_C p and M̃ += (the rest)/p'.
+        rows, u = self.momentum_rows
+        writes = torch.cat([(b_last / scale)[:, None, None] * u, -(c_last / scale[:, None])[..., None] * delta], 1)
+        self.scaled.index_put_(_batch_rows(torch.cat([rows, keys], 1)), writes, accumulate=True)
+        self.scale = scale
+        self.momentum_rows = keys, -m[..., None] * delta  # S_C = −Σ_i m_i δ_i e_{g_i}ᵀ, as E_C = 0
+
+    def _to_dense(self) -> None:
+        table = self.scaled.clone() if self.scaled is self.table else self.scaled
+        rows, u = self.momentum_rows
+        momentum = torch.zeros_like(self.momentum).index_put_(_batch_rows(rows), u, accumulate=True)
+        self.dense = DenseTables(table.mul_(self.scale[:, None, None]), momentum, in_place=True)
+        self.dense.owned = True
+
+    def result(self) -> tuple[Tensor, Tensor]:
+        if self.dense is not None:
+            return self.dense.result()
+        if self.scaled is self.table:
+            return self.table, self.momentum
+        rows, u = self.momentum_rows
+        momentum = torch.zeros_like(self.momentum).index_put_(_batch_rows(rows), u, accumulate=True)
+        return self.scaled.mul_(self.scale[:, None, None]), momentum
+
+
+def momentum_rows(momentum: Tensor, limit: int) -> tuple[Tensor, Tensor] | None:
+    """S [B, R, A] as rows [B, K] and their values [B, K, A] (K ≤ limit; a short stream's list is padded
+    with row 0 and zero values, which add nothing), or None when some stream has more than `limit`
+    nonzero rows."""
+    used = momentum.ne(0).any(-1)  # [B, R]
+    counts = used.sum(-1)
+    if int(counts.max()) > limit:
+        return None
+    width = int(counts.max())
+    rows = momentum.new_zeros(momentum.shape[0], width, dtype=torch.int64)
+    valid = torch.arange(width, device=momentum.device) < counts[:, None]
+    rows[valid] = used.nonzero()[:, 1]  # nonzero() lists stream by stream, rows in order
+    values = momentum[_batch_rows(rows)] * valid[..., None]
+    return rows, values
 
 
 def sparse_memory_reference(

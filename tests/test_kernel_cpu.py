@@ -140,3 +140,29 @@ def test_clipped_matches_token_loop_reference(depth, chunk):
         unclipped = memory_recurrence_cpu(*args, chunk_size=chunk)
     assert max_error(fast, unclipped) > 1e-3  # the clip is active on these inputs
     assert max_error(fast, memory_recurrence_reference(*args, chunk_size=chunk, grad_clip=0.5)) <= 1e-8
+
+
+@pytest.mark.parametrize("batch, heads, inside", [(1, 1, 1), (1, 2, 2), (2, 1, 2)])
+def test_one_matrix_steps_on_one_thread_and_the_count_comes_back(monkeypatch, batch, heads, inside):
+    """A single stream and head runs its chunk steps on one thread (`_chunk_threads`); more matrices keep
+    torch's count; either way the caller's count is restored, also when a step raises."""
+    torch.set_num_threads(2)
+    seen, step = [], memory_cpu._chunk_step
+
+    def counted(*args):
+        seen.append(torch.get_num_threads())
+        step(*args)
+
+    monkeypatch.setattr(memory_cpu, "_chunk_step", counted)
+    args = random_inputs(2, 20, seed=3, batch=batch, heads=heads)
+    with torch.no_grad():
+        memory_recurrence_cpu(*args, chunk_size=4)
+    assert set(seen) == {inside} and torch.get_num_threads() == 2
+
+    def failing(*args):
+        raise RuntimeError("a step failed")
+
+    monkeypatch.setattr(memory_cpu, "_chunk_step", failing)
+    with pytest.raises(RuntimeError), torch.no_grad():
+        memory_recurrence_cpu(*args, chunk_size=4)
+    assert torch.get_num_threads() == 2

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from titans_cli.kernels.sparse_memory import sparse_memory_chunked, sparse_memory_reference
+from titans_cli.kernels.sparse_memory import LazyTables, momentum_rows, sparse_memory_chunked, sparse_memory_reference
 
 
 def random_inputs(length, seed, rows=5, alphabet=4, batch=2, dtype=torch.float64):
@@ -82,3 +82,86 @@ def test_full_strength_write_reads_back_the_value():
                                 torch.full_like(zeros, -1e9), zeros, table, table, chunk_size=1)  # fmt: skip
     assert out.y[0].tolist() == [[0, 1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]]
     assert out.table[0, 2].tolist() == [1, 0, 0, 0]
+
+
+def wiped(length, seed, chunk, start_rows=0, **kwargs):
+    """Inputs whose momentum every chunk end wipes (E_C = 0 exactly), starting from a momentum with
+    `start_rows` nonzero rows: what the bundled models' context memories see."""
+    keys, queries, values, theta, log_eta, log_keep, table, momentum = random_inputs(length, seed, **kwargs)
+    # One token per chunk all but forgets the momentum (exp(−800) is 0 in float64), so E_C = 0, while the
+    # tokens before it read S₀ and those after it write the next chunk's momentum.
+    g = torch.Generator().manual_seed(seed)
+    log_eta = log_eta.clone()
+    for start in range(0, length, chunk):
+        log_eta[:, start + int(torch.randint(0, min(chunk, length - start), (), generator=g))] = -800.0
+    momentum = momentum.clone()
+    momentum[:, start_rows:] = 0
+    return keys, queries, values, theta, log_eta, log_keep, table, momentum
+
+
+def compare_with_reference(args, chunk):
+    fast = sparse_memory_chunked(*args, chunk_size=chunk)
+    slow = sparse_memory_reference(*args, chunk_size=chunk)
+    for a, b in zip(fast, slow):
+        assert (a - b).abs().max() <= 1e-10
+
+
+@pytest.mark.parametrize("chunk, start_rows", [(1, 1), (3, 0), (3, 2), (8, 5)])
+def test_lazy_tables_stay_sparse_and_match_the_reference_while_the_momentum_is_wiped(chunk, start_rows, monkeypatch):
+    def no_dense_pass(self):
+        pytest.fail("the lazy tables fell back to dense ones")
+
+    monkeypatch.setattr(LazyTables, "_to_dense", no_dense_pass)
+    compare_with_reference(wiped(40, seed=chunk + start_rows, chunk=chunk, start_rows=start_rows), chunk)
+
+
+def dense_passes(monkeypatch) -> list[int]:
+    """Counts the lazy tables' switches to dense ones."""
+    calls, switch = [], LazyTables._to_dense
+
+    def counted(self):
+        calls.append(1)
+        switch(self)
+
+    monkeypatch.setattr(LazyTables, "_to_dense", counted)
+    return calls
+
+
+def test_lazy_tables_turn_dense_at_the_first_chunk_that_keeps_momentum(monkeypatch):
+    calls = dense_passes(monkeypatch)
+    args = list(wiped(40, seed=3, chunk=8))
+    args[4] = args[4].clone()
+    args[4][:, 16:24] = -1.0  # chunk 2 keeps some momentum
+    compare_with_reference(args, 8)
+    assert len(calls) == 1
+
+
+def test_lazy_tables_start_dense_from_a_momentum_wider_than_a_chunk(monkeypatch):
+    calls = dense_passes(monkeypatch)
+    args = wiped(24, seed=4, chunk=3, start_rows=5)  # 5 live rows, more than one 3-token chunk writes
+    assert momentum_rows(args[7], 3) is None
+    compare_with_reference(args, 3)
+    assert not calls  # dense from the start: nothing to switch
+
+
+@pytest.mark.parametrize("log_keep, dense", [(-2.0, 0), (-900.0, 1)])
+def test_lazy_tables_under_strong_forgetting(log_keep, dense, monkeypatch):
+    """The table's scale p falls below MIN_SCALE, so it is folded back into the table; or β_C is 0: dense."""
+    calls = dense_passes(monkeypatch)
+    args = list(wiped(64, seed=6, chunk=4))
+    args[5] = torch.full_like(args[5], log_keep)  # β per 4-token chunk: e^−8 (p < 2^−20 every 2 chunks), or 0
+    compare_with_reference(args, 4)
+    assert len(calls) == dense
+
+
+def test_momentum_rows_hold_the_momentum_exactly():
+    momentum = torch.zeros(3, 10, 4, dtype=torch.float64)
+    momentum[0, [2, 7]] = torch.randn(2, 4, dtype=torch.float64)
+    momentum[2, 9, 1] = 0.5
+    rows, values = momentum_rows(momentum, limit=2)
+    assert rows.shape == (3, 2)
+    rebuilt = torch.zeros_like(momentum)
+    for stream in range(3):
+        rebuilt[stream].index_add_(0, rows[stream], values[stream])
+    assert torch.equal(rebuilt, momentum)
+    assert momentum_rows(momentum, limit=1) is None
