@@ -98,8 +98,8 @@ def _batch_rows(rows: Tensor) -> tuple[Tensor, Tensor]:
 class DenseTables:
     """M and S as whole tables; with `in_place`, one private copy updated in place (no autograd)."""
 
-    def __init__(self, table: Tensor, momentum: Tensor, in_place: bool):
-        self.table, self.momentum, self.in_place, self.owned = table, momentum, in_place, False
+    def __init__(self, table: Tensor, momentum: Tensor, in_place: bool, owned: bool = False):
+        self.table, self.momentum, self.in_place, self.owned = table, momentum, in_place, owned
 
     def rows(self, keys: Tensor, queries: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         k, q = _batch_rows(keys), _batch_rows(queries)
@@ -171,19 +171,19 @@ class LazyTables:
 
     def _to_dense(self) -> None:
         table = self.scaled.clone() if self.scaled is self.table else self.scaled
+        table.mul_(self.scale[:, None, None])
+        self.dense = DenseTables(table, self._whole_momentum(), in_place=True, owned=True)
+
+    def _whole_momentum(self) -> Tensor:
         rows, u = self.momentum_rows
-        momentum = torch.zeros_like(self.momentum).index_put_(_batch_rows(rows), u, accumulate=True)
-        self.dense = DenseTables(table.mul_(self.scale[:, None, None]), momentum, in_place=True)
-        self.dense.owned = True
+        return torch.zeros_like(self.momentum).index_put_(_batch_rows(rows), u, accumulate=True)
 
     def result(self) -> tuple[Tensor, Tensor]:
         if self.dense is not None:
             return self.dense.result()
         if self.scaled is self.table:
             return self.table, self.momentum
-        rows, u = self.momentum_rows
-        momentum = torch.zeros_like(self.momentum).index_put_(_batch_rows(rows), u, accumulate=True)
-        return self.scaled.mul_(self.scale[:, None, None]), momentum
+        return self.scaled.mul_(self.scale[:, None, None]), self._whole_momentum()
 
 
 def momentum_rows(momentum: Tensor, limit: int) -> tuple[Tensor, Tensor] | None:
