@@ -5,7 +5,7 @@
 The shapes of dna-tiny's memory (one head of width 128, depth 2, expansion 2, chunk 8, gradient clip
 1) with 1–8 matrices (streams × heads). Each run follows a large two-thread matmul, as in the model,
 where the projections run before the recurrence. "2 threads" replaces `_chunk_threads` (which steps a
-single matrix on one thread) by torch's own count; "1 thread" runs the whole call on one. Medians.
+single matrix on one thread) by torch's own count; "1 thread" runs every call on one. Medians.
 """
 
 from __future__ import annotations

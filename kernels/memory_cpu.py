@@ -285,12 +285,12 @@ def memory_recurrence_cpu(
 
 @contextmanager
 def _chunk_threads(matrices: int) -> Iterator[None]:
-    """One intra-op thread for the chunk steps of a single matrix (one stream, one head), else torch's own.
+    """One intra-op thread for the recurrence of a single matrix (one stream, one head), else torch's own.
 
     With one matrix a chunk's products are single small GEMMs ([C, d] by [d, e·d]) that threads can
-    only split, and meeting costs more than it saves: dna-tiny's recurrence ran 1.23× faster on one
-    thread than on two, while with two or more matrices torch spreads them over threads and two threads
-    were 1.2× faster (BENCHMARKS.md). The count is process-wide, so it is restored on the way out.
+    only split; with several, torch spreads the matrices over threads (bench/chunk_threads.py and
+    BENCHMARKS.md: on 2 cores one thread was 1.20× faster for one matrix, 0.79–0.81× for 2 or 4).
+    The count is process-wide, so it is restored on the way out.
     """
     threads = torch.get_num_threads()
     if matrices > 1 or threads == 1:
@@ -312,14 +312,14 @@ def _run(q, k, v, theta, log_eta, log_keep, weights, momentum, chunk, grad_clip)
     block = _Block(q, group, n, chunk, width, d_out, grad_clip)
     y = q.new_empty(batch, heads, length, d_out)
     surprise = q.new_empty(batch, heads, length)
-    for start in range(0, n_chunks, group):
-        stop = min(start + group, n_chunks)
-        block.fill(q, k, v, theta, log_eta, log_keep, start, stop)
-        with _chunk_threads(n):
+    with _chunk_threads(n):
+        for start in range(0, n_chunks, group):
+            stop = min(start + group, n_chunks)
+            block.fill(q, k, v, theta, log_eta, log_keep, start, stop)
             for j in range(stop - start):
                 _chunk_step(plan, block.chunks[j], block.y[j], block.surprise[j], start + j < full, grad_clip)
-        m = (stop - start) * n
-        _move(y, block.y[: stop - start].view(m, chunk, d_out), start * chunk, chunk, False)
-        _move(surprise, block.surprise[: stop - start].view(m, chunk), start * chunk, chunk, False)
+            m = (stop - start) * n
+            _move(y, block.y[: stop - start].view(m, chunk, d_out), start * chunk, chunk, False)
+            _move(surprise, block.surprise[: stop - start].view(m, chunk), start * chunk, chunk, False)
     w, s = plan.state((batch, heads), weights[0].dtype) if full else (list(weights), list(momentum))
     return RecurrenceResult(y, w, s, surprise.mul_(0.5))
