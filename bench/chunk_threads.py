@@ -1,4 +1,4 @@
-"""Intra-op threads for the fused CPU recurrence's chunk steps: torch's count against one thread.
+"""Intra-op threads for the fused CPU recurrence: torch's count against one thread.
 
     python bench/chunk_threads.py [--matrices 1 2 4 8] [--tokens 2048] [--repeats 7]
 

@@ -192,9 +192,9 @@ def momentum_rows(momentum: Tensor, limit: int) -> tuple[Tensor, Tensor] | None:
     nonzero rows."""
     used = momentum.ne(0).any(-1)  # [B, R]
     counts = used.sum(-1)
-    if int(counts.max()) > limit:
-        return None
     width = int(counts.max())
+    if width > limit:
+        return None
     rows = momentum.new_zeros(momentum.shape[0], width, dtype=torch.int64)
     valid = torch.arange(width, device=momentum.device) < counts[:, None]
     rows[valid] = used.nonzero()[:, 1]  # nonzero() lists stream by stream, rows in order
