@@ -190,6 +190,9 @@ def momentum_rows(momentum: Tensor, limit: int) -> tuple[Tensor, Tensor] | None:
     """S [B, R, A] as rows [B, K] and their values [B, K, A] (K ≤ limit; a short stream's list is padded
     with row 0 and zero values, which add nothing), or None when some stream has more than `limit`
     nonzero rows."""
+    if momentum.shape[0] > 1 and momentum.stride(0) == 0:  # one stream's momentum for all (a fresh batch)
+        found = momentum_rows(momentum[:1], limit)
+        return None if found is None else tuple(t.expand(momentum.shape[0], *t.shape[1:]) for t in found)
     used = momentum.ne(0).any(-1)  # [B, R]
     counts = used.sum(-1)
     width = int(counts.max())

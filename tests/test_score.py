@@ -15,7 +15,16 @@ from titans_cli.ingest import IngestRequest, ingest
 from titans_cli.models import TitansModel, dna_tokenizer
 from titans_cli.readers import open_input
 from titans_cli.score_command import ScoreRequest, score
-from titans_cli.scoring import LN2, LineRows, ScoredPiece, ScoreOptions, Scorer, WindowTrack, reverse_complement
+from titans_cli.scoring import (
+    LN2,
+    LineRows,
+    ScoredPiece,
+    ScoreOptions,
+    Scorer,
+    WindowTrack,
+    length_batches,
+    reverse_complement,
+)
 from titans_cli.variant_scoring import VariantCounts, VariantOptions, score_variants
 
 from conftest import tiny_model
@@ -69,13 +78,61 @@ def test_pieces_and_batches_equal_one_call_per_record(genome, batch):
     assert np.isnan(got["short"][[0, 4, 5]]).all() and not np.isnan(got["short"][[1, 2, 3, 6]]).any()
 
 
-def test_rc_average_is_the_mean_over_both_strands(genome):
+@pytest.mark.parametrize("batch", [1, 32])  # chr1 streamed alone (both strands held) or read ahead
+def test_rc_average_is_the_mean_over_both_strands(genome, batch):
     model = dna_model()
-    got = scored_records(model, genome / "g.fa", rc_average=True)
+    got = scored_records(model, genome / "g.fa", rc_average=True, batch_records=batch)
     forward = direct_logliks(model, CHR1)
     backward = direct_logliks(model, reverse_complement(CHR1))[::-1]
     expected = np.nanmean(np.stack([forward, backward]), axis=0)
     np.testing.assert_allclose(got["chr1"], expected, atol=1e-5)  # ends: the one strand that scores them
+
+
+@pytest.fixture
+def batch_rows(monkeypatch):
+    """The number of rows of every batch the scorer runs."""
+    rows = []
+    score_sequences = Scorer.score_sequences
+
+    def spy(self, sequences):
+        rows.append(len(sequences))
+        return score_sequences(self, sequences)
+
+    monkeypatch.setattr(Scorer, "score_sequences", spy)
+    return rows
+
+
+def test_length_batches_put_similar_lengths_together():
+    assert length_batches([100, 300, 290, 10, 200, 300], most=32) == [[1, 5, 2, 4], [0], [3]]
+    assert length_batches([300, 300, 300], most=2) == [[0, 1], [2]]  # input order among equals
+    assert length_batches([0, 0, 5], most=32) == [[2], [0, 1]]
+    assert length_batches([], most=4) == []
+
+
+def test_long_records_read_ahead_are_scored_side_by_side(tmp_path, batch_rows):
+    """Records of several pieces each, batched (one call of 3 rows and one of 1), scored as one call
+    per record would score them, and yielded piece by piece in input order."""
+    lengths = {"a": 250, "b": 300, "c": 40, "d": 280}
+    records = {name: RNG.choice(list(b"ACGT"), n).astype(np.uint8).tobytes() for name, n in lengths.items()}
+    (tmp_path / "r.fa").write_bytes(b"".join(b">%s\n%s\n" % (k.encode(), v) for k, v in records.items()))
+    model = dna_model()
+    with open_input([str(tmp_path / "r.fa")], kind="dna", piece_size=64) as reader:
+        expected = [(p.record, p.offset, p.data) for p in reader]
+    with open_input([str(tmp_path / "r.fa")], kind="dna", piece_size=64) as reader:
+        pieces = list(Scorer(model, None, ScoreOptions(piece_tokens=64, batch_records=32)).score(reader))
+    assert sorted(batch_rows) == [1, 3]
+    assert [(p.record, p.offset, p.data) for p in pieces] == expected
+    for name, sequence in records.items():
+        got = np.concatenate([p.loglik for p in pieces if p.record == name])
+        np.testing.assert_allclose(got, direct_logliks(model, sequence), atol=1e-5, equal_nan=True)
+
+
+def test_a_record_longer_than_the_read_ahead_streams_alone(genome, batch_rows):
+    """--batch 2 × --piece 64 reads at most 128 tokens ahead: chr1 (300) streams, the short two batch."""
+    model = dna_model()
+    got = scored_records(model, genome / "g.fa", batch_records=2)
+    assert batch_rows == [1, 1]  # short and tiny, each alone (tiny is under _JOIN of short's length)
+    np.testing.assert_allclose(got["chr1"], direct_logliks(model, CHR1), atol=1e-5, equal_nan=True)
 
 
 def test_carry_keeps_learning_across_records(genome):

@@ -165,3 +165,13 @@ def test_momentum_rows_hold_the_momentum_exactly():
         rebuilt[stream].index_add_(0, rows[stream], values[stream])
     assert torch.equal(rebuilt, momentum)
     assert momentum_rows(momentum, limit=1) is None
+
+
+def test_momentum_rows_of_one_stream_expanded_to_a_batch():
+    """A fresh batch shares one stream's momentum (stride 0): it is scanned once, with the same answer."""
+    one = torch.zeros(1, 10, 4, dtype=torch.float64)
+    one[0, [3, 5]] = torch.randn(2, 4, dtype=torch.float64)
+    shared, whole = one.expand(4, -1, -1), one.repeat(4, 1, 1)
+    for got, expected in zip(momentum_rows(shared, limit=2), momentum_rows(whole, limit=2)):
+        assert torch.equal(got, expected)
+    assert momentum_rows(shared, limit=1) is None

@@ -140,7 +140,9 @@ def score(
     skip_mismatch: bool = typer.Option(
         False, "--skip-mismatch", help="Skip variants whose REF (or CHROM) is not in the reference."
     ),
-    batch: int = typer.Option(32, "--batch", help="Short records (or variants) scored together."),
+    batch: int = typer.Option(
+        32, "--batch", help="Records (or variants) scored together; records are read ahead up to BATCH × PIECE tokens."
+    ),
     piece: int = typer.Option(4096, "--piece", help="Tokens per model call within a long record."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, or auto."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),

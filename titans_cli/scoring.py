@@ -1,9 +1,10 @@
 """`score`: the log-likelihood of every base (or byte) of the input under a model, through the streaming state.
 
-A record is read in pieces through the model, so a chromosome is scored in constant memory; the log-
-likelihood of token t is log P(x_t | x_<t) from the logits at t − 1. A record's first token has no
-prediction and is not scored, nor is any N. Records that fit one piece are scored side by side as a
-batch, each padded at its end (the model is causal, so padding after a record cannot change its scores).
+The log-likelihood of token t is log P(x_t | x_<t) from the logits at t − 1. A record's first token has
+no prediction and is not scored, nor is any N. Whole records are read ahead, up to `batch_records ×
+piece_tokens` tokens, and scored side by side in batches of similar length, each padded at its end (the
+model is causal, so padding after a record cannot change its scores); a longer record, a chromosome, is
+read in pieces through the model alone, in constant memory.
 
 What a caller gets is a stream of `ScoredPiece`s: per-token log-likelihoods (NaN where unscored) in
 record order. Aggregations (per-record totals, per-line totals for text, window tracks) consume them.
@@ -27,6 +28,9 @@ from titans_cli.readers import Piece
 
 LN2 = math.log(2)
 _COMPLEMENT = bytes.maketrans(b"ACGTN", b"TGCAN")
+# A further row in a batch costs about 0.5–0.6 of scoring its stream alone (bundled dna-tiny on 2 cores,
+# BENCHMARKS.md), so a record shares a batch when it is at least this fraction of the batch's longest.
+_JOIN = 0.6
 
 
 @dataclass
@@ -81,7 +85,6 @@ class Scorer:
         self.device = next(model.parameters()).device
         self.start = start_state if start_state is not None else model.init_state(1)
         self.dna = model.config.tokenizer == "dna"
-        self.carried: _Stream | None = None
         self.streamer = inference_stream(model)  # one for every record: its CUDA graphs are captured once
 
     def _fresh(self, batch: int) -> _Stream:
@@ -91,37 +94,57 @@ class Scorer:
         return self.tokenizer.encode(data).to(self.device)
 
     def score(self, pieces: Iterable[Piece]) -> Iterator[ScoredPiece]:
-        """Scored pieces in input order. Whole short records are batched unless memory is carried."""
-        batch: list[Piece] = []
-        stream: _Stream | None = None
-        held: list[Piece] = []  # with rc_average, a long record's pieces until its end
-        for piece in pieces:
-            if piece.record_start and piece.record_end and not self.options.carry:
-                batch.append(piece)
-                if len(batch) == self.options.batch_records:
-                    yield from self._score_batch(batch)
-                    batch = []
-                continue
-            yield from self._score_batch(batch)
-            batch = []
-            if self.options.rc_average:
-                held.append(piece)
-                if piece.record_end:
-                    yield from self._score_both_strands(held)
-                continue
-            if piece.record_start:
-                stream = self._record_stream()
-            values = stream.feed(self._ids(piece.data)[None])[0].numpy() if piece.data else np.zeros(0)
-            yield self._scored(piece, values)
-        yield from self._score_batch(batch)
+        """Scored pieces in input order.
 
-    def _record_stream(self) -> _Stream:
-        if not self.options.carry:
-            return self._fresh(1)
-        if self.carried is None:
-            self.carried = self._fresh(1)
-        self.carried.last = None  # a record's first token is never scored, carried memory or not
-        return self.carried
+        Unless memory is carried, whole records are read ahead until they hold `batch_records ×
+        piece_tokens` tokens and are scored side by side (`_score_group`): a batch of streams costs less
+        per token than one stream (each chunk step is a few small matmuls either way). A record longer
+        than that streams alone, in constant memory.
+        """
+        if self.options.carry:
+            yield from self._score_carried(pieces)
+            return
+        budget = self.options.batch_records * self.options.piece_tokens
+        pieces = iter(pieces)
+        group: list[list[Piece]] = []
+        group_tokens, record, record_tokens = 0, [], 0
+        for piece in pieces:
+            record.append(piece)
+            record_tokens += len(piece.data)
+            if record_tokens > budget:
+                yield from self._score_group(group)
+                group, group_tokens = [], 0
+                yield from self._score_alone(_rest_of_record(record, pieces))
+                record, record_tokens = [], 0
+            elif piece.record_end:
+                if group_tokens + record_tokens > budget:
+                    yield from self._score_group(group)
+                    group, group_tokens = [], 0
+                group.append(record)
+                group_tokens += record_tokens
+                record, record_tokens = [], 0
+        yield from self._score_group(group)
+
+    def _score_carried(self, pieces: Iterable[Piece]) -> Iterator[ScoredPiece]:
+        """One stream through every record: the memory keeps learning across them."""
+        stream = self._fresh(1)
+        for piece in pieces:
+            if piece.record_start:
+                stream.last = None  # a record's first token is never scored, carried memory or not
+            yield self._fed(stream, piece)
+
+    def _score_alone(self, pieces: Iterable[Piece]) -> Iterator[ScoredPiece]:
+        """One record streamed piece by piece from a fresh memory (with rc_average: held, both strands)."""
+        if self.options.rc_average:
+            yield from self._score_both_strands(list(pieces))
+            return
+        stream = self._fresh(1)
+        for piece in pieces:
+            yield self._fed(stream, piece)
+
+    def _fed(self, stream: _Stream, piece: Piece) -> ScoredPiece:
+        values = stream.feed(self._ids(piece.data)[None])[0].numpy() if piece.data else np.zeros(0)
+        return self._scored(piece, values)
 
     def score_sequences(self, sequences: list[bytes]) -> list[np.ndarray]:
         """Per-token log-likelihoods of whole sequences, scored as one batch padded at the end, each from the
@@ -146,11 +169,18 @@ class Scorer:
             out.append(self._without_n(s, forward))
         return out
 
-    def _score_batch(self, batch: list[Piece]) -> Iterator[ScoredPiece]:
-        if not batch:
-            return
-        for piece, values in zip(batch, self.score_sequences([p.data for p in batch])):
-            yield self._scored(piece, values)
+    def _score_group(self, group: list[list[Piece]]) -> Iterator[ScoredPiece]:
+        """Whole records read ahead: scored in batches of similar length, yielded in input order piece by piece."""
+        sequences = [b"".join(p.data for p in record) for record in group]
+        values: list[np.ndarray] = [np.zeros(0)] * len(group)
+        for rows in length_batches([len(s) for s in sequences], self.options.batch_records):
+            for row, scores in zip(rows, self.score_sequences([sequences[r] for r in rows])):
+                values[row] = scores
+        for record, scores in zip(group, values):
+            offset = 0
+            for piece in record:
+                yield self._scored(piece, scores[offset : offset + len(piece.data)])
+                offset += len(piece.data)
 
     def _score_both_strands(self, pieces: list[Piece]) -> Iterator[ScoredPiece]:
         """A long record, reverse-complement strand first (its scores kept per base, float32), then forward.
@@ -184,6 +214,32 @@ class Scorer:
         values = self._without_n(piece.data, values.copy())
         record = piece.record if piece.record is not None else piece.source
         return ScoredPiece(piece.source, record, piece.offset, piece.data, values, piece.record_end)
+
+
+def _rest_of_record(head: list[Piece], pieces: Iterator[Piece]) -> Iterator[Piece]:
+    """The pieces of a record already read, then the rest of it from `pieces`."""
+    yield from head
+    if head[-1].record_end:
+        return
+    for piece in pieces:
+        yield piece
+        if piece.record_end:
+            return
+
+
+def length_batches(lengths: list[int], most: int) -> list[list[int]]:
+    """Indices of records to score side by side, longest first.
+
+    A batch runs at its longest record's length; the next longest joins while the batch has fewer than
+    `most` rows and it is at least `_JOIN` of that length, so its padding costs less than it saves.
+    """
+    batches: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if batches and len(batches[-1]) < most and lengths[i] >= _JOIN * lengths[batches[-1][0]]:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
 
 
 def _mean_of_scored(a: np.ndarray, b: np.ndarray) -> np.ndarray:
