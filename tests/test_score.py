@@ -135,6 +135,11 @@ def test_a_record_longer_than_the_read_ahead_streams_alone(genome, batch_rows):
     np.testing.assert_allclose(got["chr1"], direct_logliks(model, CHR1), atol=1e-5, equal_nan=True)
 
 
+def test_carry_and_rc_average_are_refused_together():
+    with pytest.raises(ValueError, match="do not go together"):
+        Scorer(dna_model(), None, ScoreOptions(carry=True, rc_average=True))
+
+
 def test_carry_keeps_learning_across_records(genome):
     model = dna_model()
     fresh = scored_records(model, genome / "g.fa")

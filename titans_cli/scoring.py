@@ -36,7 +36,7 @@ _JOIN = 0.6
 @dataclass
 class ScoreOptions:
     piece_tokens: int = 4096  # tokens per model call while reading a long record
-    batch_records: int = 32  # short records (one piece) scored together
+    batch_records: int = 32  # records scored side by side; records are read ahead up to batch_records × piece_tokens
     carry: bool = False  # keep the memory learning across records instead of a fresh one per record
     rc_average: bool = False  # DNA: average each base's score over the forward and reverse-complement strands
 
@@ -81,6 +81,8 @@ class Scorer:
     def __init__(self, model: TitansModel, start_state: TitansState | None = None, options: ScoreOptions | None = None):
         self.model = model
         self.options = options or ScoreOptions()
+        if self.options.carry and self.options.rc_average:
+            raise ValueError("carry and rc_average do not go together: the reverse strand is read from a fresh memory")
         self.tokenizer = tokenizer_for(model.config.tokenizer)
         self.device = next(model.parameters()).device
         self.start = start_state if start_state is not None else model.init_state(1)
@@ -117,6 +119,7 @@ class Scorer:
                 yield from self._score_alone(_rest_of_record(record, pieces))
                 record, record_tokens = [], 0
             elif piece.record_end:
+                record_tokens = max(record_tokens, 1)  # empty records count too: the read-ahead stays bounded
                 if group_tokens + record_tokens > budget:
                     yield from self._score_group(group)
                     group, group_tokens = [], 0
