@@ -4,9 +4,9 @@
 
 Two FASTA files cut from one synthetic genome (titans_cli.tasks.genome, seed 7), scored with the bundled
 dna-tiny as `score --json` reports its seconds:
-- "long reads": 24 records of 4,500–16,000 bases (uniform lengths), 247,000 bases in all, longer than one
-  4,096-token piece each, so they are read ahead and scored side by side;
-- "short reads": 2,000 records of 100–150 bases.
+- "long reads": 24 records of 4,560–15,367 bases (lengths drawn uniformly from 4,500–16,000), 252,585
+  bases in all, each longer than one 4,096-token piece;
+- "short reads": 2,000 records of 100–150 bases, 250,757 in all.
 Each is timed with the default batch (32), with `--batch 1` (one record at a time, the baseline in the
 same run), and with --other DIR, a second installation (see bench/bundled_cli.py), alternating.
 """
