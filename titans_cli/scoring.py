@@ -186,26 +186,27 @@ class Scorer:
                 offset += len(piece.data)
 
     def _score_both_strands(self, pieces: list[Piece]) -> Iterator[ScoredPiece]:
-        """A long record, reverse-complement strand first (its scores kept per base, float32), then forward.
+        """A long record, its two strands side by side as two streams (forward, reverse complement), then
+        each base's mean over them, piece by piece.
 
-        Holds the record (1 byte per base) and the reverse strand's scores (4 bytes per base); the model
-        reads both strands in pieces, so its own memory stays constant.
+        Holds the record (1 byte per base) and both strands' scores (float32, 8 bytes per base) until its
+        end; the model reads the strands in pieces, so its own memory stays constant.
         """
         sequence = b"".join(p.data for p in pieces)
         spans = [(p._replace(data=b""), p.offset - pieces[0].offset, len(p.data)) for p in pieces]
         pieces.clear()  # the caller's list: its bytes now live only in `sequence`
         n, step = len(sequence), self.options.piece_tokens
-        backward = np.full(n, np.nan, dtype=np.float32)
-        stream = self._fresh(1)
-        for end in range(n, 0, -step):  # the reverse strand, in order: forward positions end−1 down to start
-            start = max(0, end - step)
-            values = stream.feed(self._ids(reverse_complement(sequence[start:end]))[None])[0].numpy()
-            backward[start:end] = values[::-1]
-        stream = self._fresh(1)
+        scores = np.empty((2, n), dtype=np.float32)  # the reverse strand's in its own order
+        stream = self._fresh(2)
+        for start in range(0, n, step):
+            end = min(n, start + step)
+            strands = [sequence[start:end], reverse_complement(sequence[n - end : n - start])]
+            scores[:, start:end] = stream.feed(torch.stack([self._ids(s) for s in strands])).numpy()
+        forward, backward = scores[0], scores[1, ::-1]  # backward[i]: the reverse strand's score of base i
         for piece, lo, size in spans:
             piece = piece._replace(data=sequence[lo : lo + size])
-            forward = stream.feed(self._ids(piece.data)[None])[0].numpy() if size else np.zeros(0)
-            yield self._scored(piece, _mean_of_scored(forward, backward[lo : lo + size].astype(np.float64)))
+            both = (strand[lo : lo + size].astype(np.float64) for strand in (forward, backward))
+            yield self._scored(piece, _mean_of_scored(*both))
 
     def _without_n(self, data: bytes, values: np.ndarray) -> np.ndarray:
         """N positions (DNA) are read but never scored."""
