@@ -28,8 +28,8 @@ from titans_cli.readers import Piece
 
 LN2 = math.log(2)
 _COMPLEMENT = bytes.maketrans(b"ACGTN", b"TGCAN")
-# A further row in a batch costs about 0.5–0.6 of scoring its stream alone (bundled dna-tiny on 2 cores,
-# BENCHMARKS.md), so a record shares a batch when it is at least this fraction of the batch's longest.
+# A further row in a batch costs 0.48–0.62 of scoring its stream alone (bundled dna-tiny on 2 cores,
+# bench/batch_rows.py), so a record shares a batch when it is at least this fraction of the batch's longest.
 _JOIN = 0.6
 
 
