@@ -1,9 +1,10 @@
 """Intra-op threads for the fused CPU recurrence: torch's count against one thread.
 
-    python bench/chunk_threads.py [--matrices 1 2 4 8] [--tokens 2048] [--repeats 7]
+    python bench/chunk_threads.py [--matrices 1 2 4 8] [--width 128] [--chunk 8] [--tokens 2048] [--repeats 7]
 
-The shapes of dna-tiny's memory (one head of width 128, depth 2, expansion 2, chunk 8, gradient clip
-1) with 1–8 matrices (streams × heads). Each run follows a large two-thread matmul, as in the model,
+By default the shapes of dna-tiny's memory (one head of width 128, depth 2, expansion 2, chunk 8,
+gradient clip 1) with 1–8 matrices (streams × heads); `--width 64` is text-tiny's head, `--width 64
+--chunk 64` the benchmark config's. Each run follows a large two-thread matmul, as in the model,
 where the projections run before the recurrence. "2 threads" replaces `_chunk_threads` (which steps a
 single matrix on one thread) by torch's own count; "1 thread" runs every call on one. Medians.
 """
@@ -40,13 +41,15 @@ def inputs(matrices: int, tokens: int, width: int = 128, seed: int = 0):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--matrices", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--width", type=int, default=128, help="head width (the hidden layer is twice it)")
+    parser.add_argument("--chunk", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     policy = memory_cpu._chunk_threads
     big, other = torch.randn(4096, 512), torch.randn(512, 512)
     for matrices in args.matrices:
-        data = inputs(matrices, args.tokens)
+        data = inputs(matrices, args.tokens, args.width)
         times: dict[str, list[float]] = {"policy": [], "2 threads": [], "1 thread": []}
         for _ in range(args.repeats):
             for name in times:
@@ -56,7 +59,7 @@ def main() -> None:
                 torch.set_num_threads(1 if name == "1 thread" else 2)
                 started = time.perf_counter()
                 with torch.no_grad():
-                    memory_cpu.memory_recurrence_cpu(*data, chunk_size=8, grad_clip=1.0)
+                    memory_cpu.memory_recurrence_cpu(*data, chunk_size=args.chunk, grad_clip=1.0)
                 times[name].append(time.perf_counter() - started)
         rates = {name: matrices * args.tokens / statistics.median(t) for name, t in times.items()}
         print(f"{matrices} matrices: " + ", ".join(f"{name} {rate:,.0f} tok/s" for name, rate in rates.items())

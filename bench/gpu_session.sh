@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# What issue #5 needs a GPU for, in two calls of under ten minutes each on an H200:
+# What issue #5 needs a GPU for, in calls of under ten minutes each on an H200 (most needed first):
 #
 #   bash bench/gpu_session.sh OUTDIR correctness   # bench/kernel_errors.py, then the GPU tests
+#   bash bench/gpu_session.sh OUTDIR bundled       # the bundled models' score and ingest, torch vs Triton
 #   bash bench/gpu_session.sh OUTDIR speed         # bench/kernels.py (layer, model, peers), graphed stream
+#
+# The bundled models use chunks of 8, which the kernel has run only under the interpreter
+# (UNVERIFIED_CHUNK_SIZES in kernels/memory_triton.py): `correctness` tests them, `bundled` times them
+# forced with TITANS_KERNEL=triton against the torch form the dispatcher picks until they are verified.
 #
 # Run from the repository root after `pip install -e .` (titans_cli.kernels lives in kernels/ through the
 # package-dir mapping, so the tree alone does not import). Each step has its own time limit and writes
@@ -11,7 +16,7 @@
 # dependencies (bench/peer_env.sh makes such an environment where pip reaches PyPI; on a machine without
 # network, install them from wheels first).
 set -u
-out=${1:?usage: gpu_session.sh OUTDIR correctness|speed}
+out=${1:?usage: gpu_session.sh OUTDIR correctness|bundled|speed}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)  # absolute: one step runs from bench/
 PEER_PYTHON=${PEER_PYTHON:-python3}
@@ -34,6 +39,12 @@ correctness)
     step gpu_tests 300 python3 -m pytest -q -p no:cacheprovider -n 16 -m "slow or not slow" tests/test_kernel_triton.py \
         tests/test_graphed_stream.py
     ;;
+bundled)
+    for kernel in torch triton; do
+        step "bundled_$kernel" 240 env TITANS_KERNEL=$kernel python3 bench/bundled_cli.py --repeats 1 \
+            --text-kb 256 --threads 16
+    done
+    ;;
 speed)
     step bench_layers 180 python3 bench/kernels.py --device cuda --tokens 1048576 --batch 1 64 \
         --levels recurrence layer --repeats 2 --no-peer
@@ -42,7 +53,7 @@ speed)
     (cd bench && step graphed_stream 120 python3 graphed_stream.py --batch 1 64 --tokens 32768 --repeats 2)
     ;;
 *)
-    echo "usage: gpu_session.sh OUTDIR correctness|speed" >&2
+    echo "usage: gpu_session.sh OUTDIR correctness|bundled|speed" >&2
     exit 2
     ;;
 esac

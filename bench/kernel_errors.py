@@ -7,8 +7,9 @@ tests/test_kernel_triton.py (the largest relative errors of y, surprise, end sta
 against the float64 torch form on the kernel's own q/k/v and on the float32 q/k/v before rounding), or
 the error the kernel raised. Unlike that pytest module, a kernel that faults (an illegal memory access
 poisons the whole CUDA context) or hangs takes down only its own configuration. By default every
-configuration `triton_supported` accepts (expansion 2, no gradient clip). Without a GPU the child
-processes run the kernels in Triton's CPU interpreter.
+configuration `triton_supported` accepts with `verified=False` (expansion 2, no gradient clip): the
+chunk sizes that have not yet run on a GPU too. Without a GPU the child processes run the kernels in
+Triton's CPU interpreter.
 """
 
 from __future__ import annotations

@@ -63,7 +63,9 @@ def memory_recurrence(
         from titans_cli.kernels import memory_triton  # imports triton: only where it can run
 
         hidden = weights[0].shape[-2] if len(weights) > 1 else None
-        if memory_triton.triton_supported(q.shape[-1], len(weights), chunk_size, q.device, hidden):
+        # TITANS_KERNEL=triton also runs shapes that have not yet run on a GPU (UNVERIFIED_CHUNK_SIZES).
+        verified = choice != "triton"
+        if memory_triton.triton_supported(q.shape[-1], len(weights), chunk_size, q.device, hidden, verified):
             try:
                 return memory_triton.memory_recurrence_triton(*args)
             except memory_triton.TritonUnsupported:

@@ -283,17 +283,23 @@ def memory_recurrence_cpu(
         return _run(q, k, v, theta, log_eta, log_keep, weights, momentum, chunk_size, grad_clip)
 
 
-@contextmanager
-def _chunk_threads(matrices: int) -> Iterator[None]:
-    """One intra-op thread for the recurrence of a single matrix (one stream, one head), else torch's own.
+# Below this many multiply-adds per chunk and layer (matrices × C × d × hidden) a chunk's products are
+# too small for two threads to share: bench/chunk_threads.py, BENCHMARKS.md.
+_ONE_THREAD_WORK = 2**18
 
-    With one matrix a chunk's products are single small GEMMs ([C, d] by [d, e·d]) that threads can
-    only split; with several, torch spreads the matrices over threads (bench/chunk_threads.py and
-    BENCHMARKS.md: on 2 cores one thread was 1.20× faster for one matrix, 0.79–0.81× for 2 or 4).
-    The count is process-wide, so it is restored on the way out.
+
+@contextmanager
+def _chunk_threads(matrices: int, work: int) -> Iterator[None]:
+    """One intra-op thread for a small recurrence, else torch's own count.
+
+    With one matrix (one stream, one head) a chunk's products are single small GEMMs ([C, d] by
+    [d, e·d]) that threads can only split; with several but small ones (`work` ≤ _ONE_THREAD_WORK:
+    text-tiny's two heads of 64), each op is over before two threads have shared it. On 2 cores one
+    thread was 1.06–1.53× faster there and 0.63–0.94× beyond. The count is process-wide, so it is
+    restored on the way out.
     """
     threads = torch.get_num_threads()
-    if matrices > 1 or threads == 1:
+    if (matrices > 1 and work > _ONE_THREAD_WORK) or threads == 1:
         yield
         return
     torch.set_num_threads(1)
@@ -312,7 +318,8 @@ def _run(q, k, v, theta, log_eta, log_keep, weights, momentum, chunk, grad_clip)
     block = _Block(q, group, n, chunk, width, d_out, grad_clip)
     y = q.new_empty(batch, heads, length, d_out)
     surprise = q.new_empty(batch, heads, length)
-    with _chunk_threads(n):
+    hidden = weights[0].shape[-2]
+    with _chunk_threads(n, n * chunk * width * hidden):
         for start in range(0, n_chunks, group):
             stop = min(start + group, n_chunks)
             block.fill(q, k, v, theta, log_eta, log_keep, start, stop)

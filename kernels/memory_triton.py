@@ -12,7 +12,8 @@ same numbers as `memory_chunked._chunk`:
     dual-form read, layer by layer   W_t z = β_t W₀ z + b_t S₀ z − Σ_{i≤t} c_{t,i} δ_i (a_iᵀ z)
     chunk-end state (full chunks)    M_n = β_n M₀ + b_n S₀ − Σ_i c_{n,i} u_i,  S_n = E_n S₀ − Σ_i m_i u_i
 
-A partial last chunk is read but not committed, as in `RecurrenceResult`. No autograd: training uses the
+A partial last chunk is read but not committed, as in `RecurrenceResult`; a chunk shorter than 16 tokens
+is held in a 16-column tile, padded like a partial chunk. No autograd: training uses the
 torch form. Activations q/k/v may be float32, float16 or bfloat16; everything inside is float32, and
 float32 products run as TF32×3 on tensor cores (not plain TF32), so results match the torch form to
 about float32 rounding.
@@ -53,7 +54,14 @@ except ImportError:  # triton is Linux x86-64 only (pyproject); the dispatcher t
 INTERPRETED = triton is not None and bool(triton.knobs.runtime.interpret)
 
 HEAD_DIMS = (16, 32, 64, 128)
-CHUNK_SIZES = (16, 32, 64, 128)
+CHUNK_SIZES = (8, 16, 32, 64, 128)
+# tl.dot needs every dimension ≥ 16 on a GPU: a shorter chunk rides in a 16-token tile whose extra tokens
+# are masked like a partial chunk's (the bundled models use chunks of 8).
+MIN_TILE = 16
+# Chunk sizes whose kernel has run only under the interpreter, never on a GPU. As for every shape not yet
+# seen on one, the dispatcher keeps the torch form for them unless TITANS_KERNEL=triton asks for the
+# kernel; bench/gpu_session.sh runs their tests on the next GPU.
+UNVERIFIED_CHUNK_SIZES = (8,)
 MAX_DEPTH = 3
 # d=128, depth 2, e=2 (512 KiB), the largest state verified on a GPU (TRITON_NOTES.md, "On a GPU"). It does
 # not fit in a program's registers and spills to local memory, so it is correct but slow.
@@ -81,12 +89,20 @@ class TritonUnsupported(ValueError):
     """The inputs are outside what the kernel handles; the caller should use the torch form."""
 
 
-def triton_supported(head_dim: int, depth: int, chunk_size: int, device, hidden: int | None = None) -> bool:
-    """Whether `memory_recurrence_triton` runs this configuration (hidden defaults to 2·head_dim)."""
+def triton_supported(head_dim: int, depth: int, chunk_size: int, device, hidden: int | None = None,
+                     verified: bool = True) -> bool:  # fmt: skip
+    """Whether `memory_recurrence_triton` runs this configuration (hidden defaults to 2·head_dim); with
+    `verified`, only where it has also run on a GPU (see UNVERIFIED_CHUNK_SIZES)."""
     if hidden is None:
         hidden = 2 * head_dim
-    problem = _config_problem("recurrence", head_dim, hidden, depth, chunk_size, torch.device(device))
-    return triton is not None and not problem
+    device = torch.device(device)
+    if verified and device.type == "cuda" and chunk_size in UNVERIFIED_CHUNK_SIZES:
+        return False
+    return triton is not None and not _config_problem("recurrence", head_dim, hidden, depth, chunk_size, device)
+
+
+def _tile(chunk_size: int) -> int:
+    return max(MIN_TILE, chunk_size)
 
 
 def _config_problem(kernel: str, head_dim: int, hidden: int, depth: int, chunk_size: int,
@@ -108,7 +124,7 @@ def _config_problem(kernel: str, head_dim: int, hidden: int, depth: int, chunk_s
         return f"a depth-{depth} memory of width {hidden} was never verified on a GPU"
     max_tile, max_chunk = _TILE_LIMITS[depth]
     widest = head_dim if depth == 1 else hidden
-    if kernel == "recurrence" and (widest * chunk_size > max_tile or chunk_size > max_chunk):
+    if kernel == "recurrence" and (widest * _tile(chunk_size) > max_tile or chunk_size > max_chunk):
         return f"depth {depth}, width {widest}, chunk {chunk_size} needs more shared memory than sm_90 has"
     return ""
 
@@ -142,7 +158,7 @@ def _num_warps(head_dim: int, hidden: int, depth: int, chunk_size: int = 0) -> i
     for a deep memory's recurrence at C=16 (`chunk_size`; 0 for the read kernel): see
     MAX_STATE_FLOATS_C16_4_WARPS."""
     state_floats = _state_floats(head_dim, hidden, depth)
-    if depth > 1 and chunk_size == 16 and state_floats <= MAX_STATE_FLOATS_C16_4_WARPS:
+    if depth > 1 and chunk_size and _tile(chunk_size) == 16 and state_floats <= MAX_STATE_FLOATS_C16_4_WARPS:
         return 4
     return 4 if state_floats <= 8192 else 8
 
@@ -205,10 +221,13 @@ if triton is not None:
         q_ptr, k_ptr, v_ptr, theta_ptr, log_eta_ptr, log_keep_ptr,
         w0_ptr, s0_ptr, w1_ptr, s1_ptr, w2_ptr, s2_ptr,
         y_ptr, surprise_ptr, length, grad_clip,
-        D: tl.constexpr, HID: tl.constexpr, C: tl.constexpr, DEPTH: tl.constexpr, PRECISION: tl.constexpr,
-        CLIP: tl.constexpr,
+        D: tl.constexpr, HID: tl.constexpr, C: tl.constexpr, TILE: tl.constexpr, DEPTH: tl.constexpr,
+        PRECISION: tl.constexpr, CLIP: tl.constexpr,
     ):  # fmt: skip
         """Program (b, h): every chunk of the span; W/S pointers hold the start state, and get the end state.
+
+        A chunk of C tokens is held in a tile of TILE ≥ C columns; columns past C (and past the span's
+        end) are padding.
 
         Layer shapes: depth 1 is [D, D]; deeper memories are [HID, D], ([HID, HID],) [D, HID]. Pointers
         of layers beyond DEPTH are placeholders and never touched. Activations are held feature-major,
@@ -218,7 +237,7 @@ if triton is not None:
         """
         pid = tl.program_id(0)
         first = pid.to(tl.int64) * length  # int64: B·H·T·d can pass 2³¹ on long spans
-        tokens = tl.arange(0, C)
+        tokens = tl.arange(0, TILE)
         feats = tl.arange(0, D)
         later = tokens[:, None] <= tokens[None, :]  # [earlier, later]: the causal mask, transposed
         last = tokens == C - 1
@@ -239,9 +258,10 @@ if triton is not None:
 
         for start in tl.range(0, length, C):
             tok = start + tokens
-            valid = tok < length
-            # Padding tokens get zero gates: c is lower-triangular, so they never reach a valid token,
-            # and a padded chunk is never committed.
+            valid = (tokens < C) & (tok < length)
+            # Padding tokens get zero gates and come after every valid one: c is lower-triangular, so they
+            # never reach a valid token, and the chunk end reads column C − 1 (`last`). A chunk cut short
+            # by the span's end is never committed.
             gate = first + tok
             theta = tl.load(theta_ptr + gate, mask=valid, other=0.0).to(tl.float32)
             log_eta = tl.load(log_eta_ptr + gate, mask=valid, other=0.0).to(tl.float32)
@@ -443,8 +463,8 @@ def memory_recurrence_triton(
             q.detach().contiguous(), k.detach().contiguous(), v.detach().contiguous(),
             theta.detach().contiguous(), log_eta.detach().contiguous(), log_keep.detach().contiguous(),
             *state, y, surprise, length, float(grad_clip),
-            D=head_dim, HID=hidden, C=chunk_size, DEPTH=depth, PRECISION=input_precision, CLIP=grad_clip > 0,
-            num_warps=_num_warps(head_dim, hidden, depth, chunk_size), num_stages=1,
+            D=head_dim, HID=hidden, C=chunk_size, TILE=_tile(chunk_size), DEPTH=depth, PRECISION=input_precision,
+            CLIP=grad_clip > 0, num_warps=_num_warps(head_dim, hidden, depth, chunk_size), num_stages=1,
         )  # fmt: skip
     return RecurrenceResult(y, w_out, s_out, surprise)
 

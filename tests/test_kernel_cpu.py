@@ -142,10 +142,14 @@ def test_clipped_matches_token_loop_reference(depth, chunk):
     assert max_error(fast, memory_recurrence_reference(*args, chunk_size=chunk, grad_clip=0.5)) <= 1e-8
 
 
-@pytest.mark.parametrize("batch, heads, inside", [(1, 1, 1), (1, 2, 2), (2, 1, 2)])
-def test_one_matrix_steps_on_one_thread_and_the_count_comes_back(monkeypatch, batch, heads, inside):
-    """A single stream and head runs its chunk steps on one thread (`_chunk_threads`); more matrices keep
-    torch's count; either way the caller's count is restored, also when a step raises."""
+@pytest.mark.parametrize(
+    "batch, heads, width, chunk, inside",
+    [(1, 1, 64, 32, 1), (1, 2, 6, 4, 1), (2, 2, 6, 4, 1), (1, 2, 64, 32, 2), (2, 1, 64, 32, 2)],
+)
+def test_small_recurrences_step_on_one_thread_and_the_count_comes_back(monkeypatch, batch, heads, width, chunk,
+                                                                       inside):  # fmt: skip
+    """One matrix, or several small ones (≤ 2^18 multiply-adds per chunk and layer), run on one thread
+    (`_chunk_threads`); bigger ones keep torch's count; the caller's count is restored, also on error."""
     torch.set_num_threads(2)
     seen, step = [], memory_cpu._chunk_step
 
@@ -154,9 +158,9 @@ def test_one_matrix_steps_on_one_thread_and_the_count_comes_back(monkeypatch, ba
         step(*args)
 
     monkeypatch.setattr(memory_cpu, "_chunk_step", counted)
-    args = random_inputs(2, 20, seed=3, batch=batch, heads=heads)
+    args = random_inputs(2, 40, seed=3, batch=batch, heads=heads, width=width, dtype=torch.float32)
     with torch.no_grad():
-        memory_recurrence_cpu(*args, chunk_size=4)
+        memory_recurrence_cpu(*args, chunk_size=chunk)
     assert set(seen) == {inside} and torch.get_num_threads() == 2
 
     def failing(*args):
@@ -164,5 +168,5 @@ def test_one_matrix_steps_on_one_thread_and_the_count_comes_back(monkeypatch, ba
 
     monkeypatch.setattr(memory_cpu, "_chunk_step", failing)
     with pytest.raises(RuntimeError), torch.no_grad():
-        memory_recurrence_cpu(*args, chunk_size=4)
+        memory_recurrence_cpu(*args, chunk_size=chunk)
     assert torch.get_num_threads() == 2
