@@ -44,6 +44,14 @@ _ACCEPTED = re.escape(bytes(b for b in range(256) if FOLD[b] != INVALID) + b"\n"
 _FIRST_INVALID = re.compile(b"[^" + _ACCEPTED + b"]")
 
 
+_COMPLEMENT = bytes.maketrans(b"ACGTNacgtn", b"TGCANtgcan")
+
+
+def reverse_complement(sequence: bytes) -> bytes:
+    """The other strand of A/C/G/T/N sequence, read 5' to 3'; case is kept (soft-masking survives)."""
+    return sequence.translate(_COMPLEMENT)[::-1]
+
+
 def fold(raw: bytes) -> tuple[bytes, int]:
     """Fold sequence text (any line layout) to A/C/G/T/N.
 

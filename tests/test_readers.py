@@ -31,6 +31,7 @@ from titans_cli.readers import (
     open_input,
 )
 from titans_cli.readers import sources as sources_module
+from titans_cli.readers.nucleotides import reverse_complement
 
 # What the reader must turn each sequence letter into (spec section 5; U is read as T).
 FOLDED = str.maketrans("acgtnRYSWKMBDHVryswkmbdhvUu", "ACGTNNNNNNNNNNNNNNNNNNNNNTT")
@@ -119,6 +120,12 @@ def test_fasta_with_crlf_and_blank_lines_reads_like_lf(tmp_path, rng, block_size
     assert lf == [("a", folded(entries[0][1])), ("b", folded(entries[1][1]))]
     assert records(read(tmp_path / "crlf.fa")) == lf
     assert records(read(tmp_path / "blank.fa")) == lf
+
+
+def test_reverse_complement():
+    assert reverse_complement(b"AACGTN") == b"NACGTT"
+    assert reverse_complement(b"acGT") == b"ACgt"
+    assert reverse_complement(reverse_complement(b"GATTACA")) == b"GATTACA"
 
 
 def test_folding_rules(tmp_path):

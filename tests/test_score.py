@@ -14,6 +14,7 @@ from titans_cli.errors import UserError
 from titans_cli.ingest import IngestRequest, ingest
 from titans_cli.models import TitansModel, dna_tokenizer
 from titans_cli.readers import open_input
+from titans_cli.readers.nucleotides import reverse_complement
 from titans_cli.score_command import ScoreRequest, score
 from titans_cli.scoring import (
     LN2,
@@ -23,7 +24,6 @@ from titans_cli.scoring import (
     Scorer,
     WindowTrack,
     length_batches,
-    reverse_complement,
 )
 from titans_cli.variant_scoring import VariantCounts, VariantOptions, score_variants
 

@@ -280,12 +280,6 @@ def test_edit_distance_helper_and_mutation_bound():
         assert edit_distance(seq, mutated) <= edits
 
 
-def test_reverse_complement():
-    assert reverse_complement(b"AACGTN") == b"NACGTT"
-    assert reverse_complement(b"acGT") == b"ACgt"
-    assert reverse_complement(reverse_complement(b"GATTACA")) == b"GATTACA"
-
-
 # Enough segmental duplications and inverted repeats to check, kept short so the check stays fast.
 CONFIG = GenomeConfig(segdup_weight=0.03, inverted_weight=0.08, segdup_length=(1_000, 4_000))
 LENGTH = 600_000

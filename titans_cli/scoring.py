@@ -25,9 +25,9 @@ from titans_cli.evaluation.generate import expand_state
 from titans_cli.models import TitansModel, TitansState, tokenizer_for
 from titans_cli.models.graphed_stream import GraphedStream, inference_stream
 from titans_cli.readers import Piece
+from titans_cli.readers.nucleotides import reverse_complement
 
 LN2 = math.log(2)
-_COMPLEMENT = bytes.maketrans(b"ACGTN", b"TGCAN")
 # A further row in a batch costs 0.48–0.62 of scoring its stream alone (bundled dna-tiny on 2 cores,
 # bench/batch_rows.py), so a record shares a batch when it is at least this fraction of the batch's longest.
 _JOIN = 0.6
@@ -49,10 +49,6 @@ class ScoredPiece:
     data: bytes
     loglik: np.ndarray  # float64 natural-log P per token, NaN where unscored
     record_end: bool
-
-
-def reverse_complement(sequence: bytes) -> bytes:
-    return sequence.translate(_COMPLEMENT)[::-1]
 
 
 class _Stream:

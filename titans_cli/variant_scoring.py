@@ -24,7 +24,8 @@ import pyarrow as pa
 from titans_cli.errors import UserError
 from titans_cli.models import TitansModel
 from titans_cli.readers import open_input
-from titans_cli.scoring import ScoreOptions, Scorer, reverse_complement
+from titans_cli.readers.nucleotides import reverse_complement
+from titans_cli.scoring import ScoreOptions, Scorer
 from titans_cli.vcf import VcfRecord, is_scorable, read_vcf
 
 MAX_ALLELE = 50

@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from titans_cli.readers.nucleotides import reverse_complement
+
 BASES = b"ACGT"
 START_CODON = b"ATG"
 STOP_CODONS: tuple[bytes, ...] = (b"TAA", b"TAG", b"TGA")
@@ -50,17 +52,11 @@ FEATURE_KINDS: tuple[str, ...] = (
     "gap",
 )
 
-_COMPLEMENT = bytes.maketrans(b"ACGTNacgtn", b"TGCANtgcan")
 _BASE_ARRAY = np.frombuffer(BASES, dtype=np.uint8)
 _SENSE_ARRAY = np.frombuffer(b"".join(SENSE_CODONS), dtype=np.uint8).reshape(-1, 3)
 _BASE_INDEX = {base: i for i, base in enumerate(BASES)}
 _POOL_BASES = 1 << 16
 _CHAIN_LENGTH = 256
-
-
-def reverse_complement(seq: bytes) -> bytes:
-    """Reverse complement of ACGTN sequence, preserving case (soft-masking survives)."""
-    return seq.translate(_COMPLEMENT)[::-1]
 
 
 @dataclass(frozen=True)
