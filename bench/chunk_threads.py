@@ -5,8 +5,8 @@
 By default the shapes of dna-tiny's memory (one head of width 128, depth 2, expansion 2, chunk 8,
 gradient clip 1) with 1–8 matrices (streams × heads); `--width 64` is text-tiny's head, `--width 64
 --chunk 64` the benchmark config's. Each run follows a large two-thread matmul, as in the model,
-where the projections run before the recurrence. "2 threads" replaces `_chunk_threads` (which steps a
-single matrix on one thread) by torch's own count; "1 thread" runs every call on one. Medians.
+where the projections run before the recurrence. "2 threads" replaces `_chunk_threads` (which steps one
+matrix, or several small ones, on one thread) by torch's own count; "1 thread" runs every call on one. Medians.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def main() -> None:
             for name in times:
                 torch.set_num_threads(2)
                 big @ other
-                memory_cpu._chunk_threads = (lambda n: contextlib.nullcontext()) if name == "2 threads" else policy
+                memory_cpu._chunk_threads = (lambda *_: contextlib.nullcontext()) if name == "2 threads" else policy
                 torch.set_num_threads(1 if name == "1 thread" else 2)
                 started = time.perf_counter()
                 with torch.no_grad():
