@@ -283,8 +283,9 @@ def memory_recurrence_cpu(
         return _run(q, k, v, theta, log_eta, log_keep, weights, momentum, chunk_size, grad_clip)
 
 
-# Below this many multiply-adds per chunk and layer (matrices × C × d × hidden) a chunk's products are
-# too small for two threads to share: bench/chunk_threads.py, BENCHMARKS.md.
+# Up to this many multiply-adds in a chunk's first-layer product (matrices × C × d × hidden: a measure of
+# size, not the chunk's whole count) the products are too small for two threads to share:
+# bench/chunk_threads.py, BENCHMARKS.md.
 _ONE_THREAD_WORK = 2**18
 
 

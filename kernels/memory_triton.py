@@ -66,9 +66,9 @@ MAX_DEPTH = 3
 # d=128, depth 2, e=2 (512 KiB), the largest state verified on a GPU (TRITON_NOTES.md, "On a GPU"). It does
 # not fit in a program's registers and spills to local memory, so it is correct but slow.
 MAX_STATE_FLOATS = 131072
-# At C=16 Triton 3.6 builds deep memories with 8 warps that make illegal memory accesses on an H200 (d=32
-# depth 3, d=64 depth 2 and 3); up to this state size they run correctly on 4 warps. d=128 depth 2 at C=16
-# ran correctly on 8 warps, and on 4 it gave no result within 480 s.
+# In a 16-token tile (C ≤ 16) Triton 3.6 builds deep memories with 8 warps that make illegal memory
+# accesses on an H200 (seen at C=16: d=32 depth 3, d=64 depth 2 and 3); up to this state size they run
+# correctly on 4 warps. d=128 depth 2 at C=16 ran correctly on 8 warps, and on 4 gave no result in 480 s.
 MAX_STATE_FLOATS_C16_4_WARPS = 65536
 # Largest (widest layer × C) activation tile and chunk per depth. Beyond these the kernel needs more than
 # the 227 KiB of shared memory an sm_90 SM offers (ptxas figures in TRITON_NOTES.md), so it is refused
@@ -155,7 +155,7 @@ def _state_floats(head_dim: int, hidden: int, depth: int) -> int:
 
 def _num_warps(head_dim: int, hidden: int, depth: int, chunk_size: int = 0) -> int:
     """More warps for bigger state tiles, so each thread holds fewer registers (see TRITON_NOTES.md), except
-    for a deep memory's recurrence at C=16 (`chunk_size`; 0 for the read kernel): see
+    for a deep memory's recurrence in a 16-token tile (`chunk_size` ≤ 16; 0 for the read kernel): see
     MAX_STATE_FLOATS_C16_4_WARPS."""
     state_floats = _state_floats(head_dim, hidden, depth)
     if depth > 1 and chunk_size and _tile(chunk_size) == 16 and state_floats <= MAX_STATE_FLOATS_C16_4_WARPS:

@@ -144,11 +144,12 @@ def test_clipped_matches_token_loop_reference(depth, chunk):
 
 @pytest.mark.parametrize(
     "batch, heads, width, chunk, inside",
-    [(1, 1, 64, 32, 1), (1, 2, 6, 4, 1), (2, 2, 6, 4, 1), (1, 2, 64, 32, 2), (2, 1, 64, 32, 2)],
+    [(1, 1, 64, 32, 1), (1, 2, 6, 4, 1), (1, 4, 64, 8, 1), (1, 8, 64, 8, 2), (1, 2, 64, 32, 2), (2, 1, 64, 32, 2)],
 )
 def test_small_recurrences_step_on_one_thread_and_the_count_comes_back(monkeypatch, batch, heads, width, chunk,
                                                                        inside):  # fmt: skip
-    """One matrix, or several small ones (≤ 2^18 multiply-adds per chunk and layer), run on one thread
+    """One matrix, or several small ones (≤ 2^18 first-layer multiply-adds per chunk; 4 heads of 64 at C=8
+    are exactly that), run on one thread
     (`_chunk_threads`); bigger ones keep torch's count; the caller's count is restored, also on error."""
     torch.set_num_threads(2)
     seen, step = [], memory_cpu._chunk_step

@@ -127,7 +127,7 @@ def test_kernel_matches_token_loop_reference():
     assert_close(got, want, 1e-4)
 
 
-@pytest.mark.parametrize(("depth", "chunk"), [(1, 16), (2, 16), (3, 32), (2, 8)])
+@pytest.mark.parametrize(("depth", "chunk"), [(1, 16), (2, 16), (3, 32), (1, 8), (2, 8), (3, 8)])
 def test_clipped_kernel_matches_chunked_form(depth, chunk):
     args = random_inputs(depth, 40, 32, seed=depth + chunk)
     args[2] = 4 * args[2]  # larger errors, so most tokens reach the clip
@@ -215,7 +215,10 @@ def test_unsupported_configurations_are_refused_clearly():
     # Chunks of 8 ride in a 16-token tile; they have run only under the interpreter, so the dispatcher
     # takes them only when asked (`verified=False`, TITANS_KERNEL=triton).
     assert not mt.triton_supported(32, 2, 8, "cuda") and mt.triton_supported(32, 2, 8, "cuda", verified=False)
-    assert mt.triton_supported(128, 2, 8, "cuda", verified=False) and mt._num_warps(64, 128, 2, 8) == 4
+    assert mt.triton_supported(128, 2, 8, "cuda", verified=False)
+    # The interpreter would take tl.dot over 8 tokens; a GPU needs the 16-token tile, with its warps.
+    assert mt._tile(8) == 16 and mt._tile(16) == 16 and mt._tile(32) == 32
+    assert mt._num_warps(64, 128, 2, 8) == 4 and mt._num_warps(128, 256, 2, 8) == 8
     assert not mt.triton_supported(32, 4, 64, "cuda")
     assert not mt.triton_supported(128, 2, 64, "cuda", hidden=512)
     assert not mt.triton_supported(32, 2, 32, "cuda", hidden=128)  # expansion 4 never ran on a GPU
