@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # What issue #5 needs a GPU for, in calls of under ten minutes each on an H200 (most needed first):
 #
+#   bash bench/gpu_session.sh OUTDIR quick         # one call, where device time is short: the GPU tests of
+#                                                  # chunks of 8 and the bundled models, then both run
+#                                                  # (untimed warm-up: a smoke check, not figures)
 #   bash bench/gpu_session.sh OUTDIR correctness   # bench/kernel_errors.py, then the GPU tests
 #   bash bench/gpu_session.sh OUTDIR bundled torch    # the bundled models' score and ingest, torch form
 #   bash bench/gpu_session.sh OUTDIR bundled triton   # the same with the kernel forced
@@ -19,7 +22,7 @@
 # dependencies (bench/peer_env.sh makes such an environment where pip reaches PyPI; on a machine without
 # network, install them from wheels first).
 set -u
-out=${1:?usage: gpu_session.sh OUTDIR correctness|bundled torch|bundled triton|speed}
+out=${1:?usage: gpu_session.sh OUTDIR quick|correctness|bundled torch|bundled triton|speed}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)  # absolute: one step runs from bench/
 PEER_PYTHON=${PEER_PYTHON:-python3}
@@ -37,6 +40,15 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 python3 -c "import torch, triton, titans_cli.kernels; print('torch', torch.__version__, 'triton', triton.__version__)" ||
     { echo "install the project first: pip install -e ." >&2; exit 2; }
 case ${2:-} in
+quick)
+    step gpu_tests_quick 300 python3 -m pytest -q -p no:cacheprovider -n 16 -m "slow or not slow" \
+        tests/test_kernel_triton.py \
+        -k "smoke or bundled or unverified or clipped or (every_supported_shape and -8-)"
+    for kernel in torch triton; do
+        step "bundled_$kernel" 130 env TITANS_KERNEL="$kernel" python3 bench/bundled_cli.py --repeats 1 \
+            --text-kb 32 --threads 16
+    done
+    ;;
 correctness)
     step kernel_errors 250 python3 bench/kernel_errors.py --jobs 14
     step gpu_tests 300 python3 -m pytest -q -p no:cacheprovider -n 16 -m "slow or not slow" tests/test_kernel_triton.py \
@@ -57,7 +69,7 @@ speed)
     (cd bench && step graphed_stream 120 python3 graphed_stream.py --batch 1 64 --tokens 32768 --repeats 2)
     ;;
 *)
-    echo "usage: gpu_session.sh OUTDIR correctness|bundled torch|bundled triton|speed" >&2
+    echo "usage: gpu_session.sh OUTDIR quick|correctness|bundled torch|bundled triton|speed" >&2
     exit 2
     ;;
 esac
