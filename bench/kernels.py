@@ -2,11 +2,14 @@
 
     python bench/kernels.py [--device cpu|cuda] [--tokens 1048576] [--piece 16384] [--batch 1 8]
                             [--levels recurrence layer model] [--repeats 3] [--threads 2]
-                            [--peer-tokens 8192] [--peer-python PATH] [--no-peer]
+                            [--peer-tokens 8192] [--peer-python PATH] [--no-peer] [--bundled NAME]
 
 Configuration: the benchmark config of issue #2 (d_model 256, 4 heads of width 64, memory depth 2,
 expansion 2, chunk 64; the model has 4 MAC layers, segment 128), float32 weights and state, no autograd.
-On CPU the fast path is `memory_recurrence_cpu`, on CUDA the Triton kernel. Each stream gets
+`--bundled dna-tiny` (or text-tiny) times the first memory layer of that bundled model instead, with its
+trained weights, gates, chunk of 8 and gradient clip (recurrence and layer levels; no peer). On CPU
+the fast path is `memory_recurrence_cpu`, on CUDA the Triton kernel (chunks of 8 are forced with
+TITANS_KERNEL=triton, as the dispatcher does not yet pick them). Each stream gets
 `--tokens // batch` tokens, fed in pieces of `--piece` tokens that carry the state from piece to piece as
 ingest does. Three levels:
 
@@ -44,6 +47,7 @@ import torch
 
 from titans_cli.kernels import memory_recurrence_chunked
 from titans_cli.kernels.memory_cpu import memory_recurrence_cpu
+from titans_cli.model_registry import bundled_models, resolve_model
 from titans_cli.models import TitansConfig, TitansModel, neural_memory
 from titans_cli.models.neural_memory import NeuralMemory
 
@@ -78,7 +82,7 @@ def recurrence_stream(layer: NeuralMemory, batch: int, length: int, piece: int, 
 
     dispatcher = neural_memory.memory_recurrence
     neural_memory.memory_recurrence = capture  # the name the layer calls
-    x = torch.randn(batch, piece, LAYER_CONFIG["d_model"], generator=torch.Generator().manual_seed(0)).to(device)
+    x = torch.randn(batch, piece, layer.qkv.in_features, generator=torch.Generator().manual_seed(0)).to(device)
     try:
         layer(x, layer.init_state(batch))
     finally:
@@ -100,7 +104,7 @@ def recurrence_stream(layer: NeuralMemory, batch: int, length: int, piece: int, 
 
 def layer_stream(layer: NeuralMemory, batch: int, length: int, piece: int, device: torch.device):
     """A function that streams `length` tokens per stream through the whole memory layer."""
-    x = torch.randn(batch, piece, LAYER_CONFIG["d_model"], generator=torch.Generator().manual_seed(0)).to(device)
+    x = torch.randn(batch, piece, layer.qkv.in_features, generator=torch.Generator().manual_seed(0)).to(device)
 
     def run(path):
         os.environ["TITANS_KERNEL"] = path[1]
@@ -228,14 +232,23 @@ def main() -> None:
     parser.add_argument("--peer-tokens", type=int, default=8192, help="tokens per stream of the peer's call")
     parser.add_argument("--peer-python", type=Path, default=PEER_PYTHON)
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--bundled", choices=bundled_models(), help="time this bundled model's first memory layer")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    layer = NeuralMemory(TitansConfig(**LAYER_CONFIG)).to(device).eval()
-    model = TitansModel(TitansConfig(**BENCH_CONFIG)).to(device).eval()
-    for memory in [layer, *(m for m in model.modules() if isinstance(m, NeuralMemory))]:
-        close_forgetting_gate(memory)
+    if args.bundled:
+        if "model" in args.levels:
+            parser.error("--bundled times the recurrence and layer levels only")
+        bundled = resolve_model(args.bundled).load(device).eval()
+        layer = next(m for m in bundled.modules() if isinstance(m, NeuralMemory))
+        config, args.no_peer = {"bundled": args.bundled, **bundled.config.to_dict()}, True
+    else:
+        layer = NeuralMemory(TitansConfig(**LAYER_CONFIG)).to(device).eval()
+        model = TitansModel(TitansConfig(**BENCH_CONFIG)).to(device).eval()
+        for memory in [layer, *(m for m in model.modules() if isinstance(m, NeuralMemory))]:
+            close_forgetting_gate(memory)
+        config = BENCH_CONFIG
     if args.piece % layer.chunk_size:
         parser.error(f"--piece must be a multiple of the chunk size {layer.chunk_size}")
     paths = paths_for(device)
@@ -246,9 +259,9 @@ def main() -> None:
     started = datetime.datetime.now().isoformat(timespec="seconds")
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{args.threads} threads"
-    print(f"{name}: d_model {BENCH_CONFIG['d_model']}, {layer.n_heads} heads of {layer.head_dim}, memory depth "
-          f"{depth}, chunk {layer.chunk_size}, float32; {args.repeats} repeats (median); recurrence matmul "
-          f"FLOPs {flops:,} per token and layer\n")  # fmt: skip
+    print(f"{name}: {args.bundled or 'benchmark config'}, d_model {layer.qkv.in_features}, {layer.n_heads} heads "
+          f"of {layer.head_dim}, memory depth {depth}, chunk {layer.chunk_size}, clip {layer.grad_clip}, float32; "
+          f"{args.repeats} repeats (median); recurrence matmul FLOPs {flops:,} per token and layer\n")  # fmt: skip
     print(f"| level | batch | tokens | piece | chunked tok/s | {fast} tok/s | {fast} / chunked | "
           f"{fast} TFLOP/s | max rel diff |")  # fmt: skip
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)
@@ -295,7 +308,7 @@ def main() -> None:
                       f"{peer['tokens_per_s']:,.0f} tok/s", flush=True)  # fmt: skip
     print(json.dumps({
         "bench": "kernels", "date": started,
-        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "config": BENCH_CONFIG,
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "config": config,
         "device": name, "threads": args.threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                     "loadavg": os.getloadavg()},
