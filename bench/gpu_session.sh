@@ -3,10 +3,11 @@
 #
 #   bash bench/gpu_session.sh OUTDIR quick         # one call, where device time is short: the GPU tests of
 #                                                  # chunks of 8 and the bundled models, then both run
-#                                                  # (untimed warm-up: a smoke check, not figures)
+#                                                  # (no warm-up: a smoke check, not figures)
 #   bash bench/gpu_session.sh OUTDIR correctness   # bench/kernel_errors.py, then the GPU tests
 #   bash bench/gpu_session.sh OUTDIR bundled torch    # the bundled models' score and ingest, torch form
 #   bash bench/gpu_session.sh OUTDIR bundled triton   # the same with the kernel forced
+#   bash bench/gpu_session.sh OUTDIR bundled layers   # their memory layers alone, torch form against kernel
 #   bash bench/gpu_session.sh OUTDIR speed         # bench/kernels.py (layer, model, peers), graphed stream
 #
 # The bundled models use chunks of 8, which the kernel has run only under the interpreter
@@ -22,7 +23,7 @@
 # dependencies (bench/peer_env.sh makes such an environment where pip reaches PyPI; on a machine without
 # network, install them from wheels first).
 set -u
-out=${1:?usage: gpu_session.sh OUTDIR quick|correctness|bundled torch|bundled triton|speed}
+out=${1:?usage: gpu_session.sh OUTDIR quick|correctness|bundled torch|triton|layers|speed}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)  # absolute: one step runs from bench/
 PEER_PYTHON=${PEER_PYTHON:-python3}
@@ -55,7 +56,14 @@ correctness)
         tests/test_graphed_stream.py
     ;;
 bundled)
-    kernel=${3:?usage: gpu_session.sh OUTDIR bundled torch|triton}
+    kernel=${3:?usage: gpu_session.sh OUTDIR bundled torch|triton|layers}
+    if [ "$kernel" = layers ]; then
+        for model in dna-tiny text-tiny; do
+            step "bundled_layers_$model" 270 python3 bench/kernels.py --device cuda --bundled "$model" \
+                --tokens 65536 --batch 1 64 --levels recurrence layer --repeats 2
+        done
+        exit 0
+    fi
     step "bundled_${kernel}_warmup" 300 env TITANS_KERNEL="$kernel" python3 bench/bundled_cli.py --repeats 1 \
         --text-kb 16 --threads 16
     step "bundled_$kernel" 270 env TITANS_KERNEL="$kernel" python3 bench/bundled_cli.py --repeats 1 \
@@ -69,7 +77,7 @@ speed)
     (cd bench && step graphed_stream 120 python3 graphed_stream.py --batch 1 64 --tokens 32768 --repeats 2)
     ;;
 *)
-    echo "usage: gpu_session.sh OUTDIR quick|correctness|bundled torch|bundled triton|speed" >&2
+    echo "usage: gpu_session.sh OUTDIR quick|correctness|bundled torch|triton|layers|speed" >&2
     exit 2
     ;;
 esac
