@@ -7,7 +7,8 @@
 Configuration: the benchmark config of issue #2 (d_model 256, 4 heads of width 64, memory depth 2,
 expansion 2, chunk 64; the model has 4 MAC layers, segment 128), float32 weights and state, no autograd.
 `--bundled dna-tiny` (or text-tiny) times the first memory layer of that bundled model instead, with its
-trained weights, gates, chunk of 8 and gradient clip (recurrence and layer levels; no peer). On CPU
+trained weights and gates (the forgetting gate closed, as below), chunk of 8 and gradient clip
+(recurrence and layer levels; no peer). On CPU
 the fast path is `memory_recurrence_cpu`, on CUDA the Triton kernel (chunks of 8 are forced with
 TITANS_KERNEL=triton, as the dispatcher does not yet pick them). Each stream gets
 `--tokens // batch` tokens, fed in pieces of `--piece` tokens that carry the state from piece to piece as
@@ -242,6 +243,7 @@ def main() -> None:
             parser.error("--bundled times the recurrence and layer levels only")
         bundled = resolve_model(args.bundled).load(device).eval()
         layer = next(m for m in bundled.modules() if isinstance(m, NeuralMemory))
+        close_forgetting_gate(layer)  # text-tiny's trained gate forgets random inputs to exact zeros
         config, args.no_peer = {"bundled": args.bundled, **bundled.config.to_dict()}, True
     else:
         layer = NeuralMemory(TitansConfig(**LAYER_CONFIG)).to(device).eval()
