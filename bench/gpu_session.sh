@@ -52,7 +52,7 @@ quick)
     ;;
 correctness)
     step kernel_errors 250 python3 bench/kernel_errors.py --jobs 14
-    step gpu_tests 300 python3 -m pytest -q -p no:cacheprovider -n 16 -m "slow or not slow" tests/test_kernel_triton.py \
+    step gpu_tests 320 python3 -m pytest -q -p no:cacheprovider -n 16 -m "slow or not slow" tests/test_kernel_triton.py \
         tests/test_graphed_stream.py
     ;;
 bundled)
