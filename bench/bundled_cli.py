@@ -55,7 +55,10 @@ def command(site: str | None, args: list[str]) -> list[str]:
 
 def run(site: str | None, threads: int, args: list[str]) -> str:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    return subprocess.run(command(site, args), env=env, capture_output=True, text=True, check=True).stdout
+    done = subprocess.run(command(site, args), env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"titans {' '.join(args)} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return done.stdout
 
 
 def main() -> None:

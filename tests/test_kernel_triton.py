@@ -138,15 +138,17 @@ def test_clipped_kernel_matches_chunked_form(depth, chunk):
     assert_close(got, want, 1e-4)
 
 
+@pytest.mark.parametrize("chunks", [3.375, 6])
 @pytest.mark.parametrize("name", ["dna-tiny", "text-tiny"])
-def test_kernel_matches_chunked_form_at_a_bundled_models_memory(name):
+def test_kernel_matches_chunked_form_at_a_bundled_models_memory(name, chunks):
     """The shapes the bundled models stream (chunks of 8 in a 16-token tile, the gradient clip, head widths
-    128 and 64), from their configs."""
+    128 and 64), from their configs. Six chunks make a span whose length is a multiple of 16, like the
+    CLI's 4,096-token calls: Triton compiles such lengths apart, so on a GPU this also caches the CLI's."""
     from titans_cli.model_registry import resolve_model
 
     config = resolve_model(name).config
     width, depth, chunk, clip = config.head_dim, config.memory_depth, config.chunk_size, config.memory_grad_clip
-    args = random_inputs(depth, 3 * chunk + 3, width, seed=len(name), heads=config.n_heads,
+    args = random_inputs(depth, int(chunks * chunk), width, seed=len(name), heads=config.n_heads,
                          expansion=config.memory_expansion)  # fmt: skip
     args[2] = 4 * args[2]
     got = mt.memory_recurrence_triton(*args, chunk_size=chunk, grad_clip=clip)
