@@ -158,7 +158,7 @@ def _num_warps(head_dim: int, hidden: int, depth: int, chunk_size: int = 0) -> i
     for a deep memory's recurrence in a 16-token tile (`chunk_size` ≤ 16; 0 for the read kernel): see
     MAX_STATE_FLOATS_C16_4_WARPS."""
     state_floats = _state_floats(head_dim, hidden, depth)
-    if depth > 1 and chunk_size and _tile(chunk_size) == 16 and state_floats <= MAX_STATE_FLOATS_C16_4_WARPS:
+    if depth > 1 and 0 < chunk_size <= MIN_TILE and state_floats <= MAX_STATE_FLOATS_C16_4_WARPS:
         return 4
     return 4 if state_floats <= 8192 else 8
 

@@ -92,13 +92,13 @@ def test_rc_average_is_the_mean_over_both_strands(genome, batch):
 def batch_rows(monkeypatch):
     """The number of rows of every batch the scorer runs."""
     rows = []
-    score_sequences = Scorer.score_sequences
+    batch_logliks = Scorer._batch_logliks
 
     def spy(self, sequences):
         rows.append(len(sequences))
-        return score_sequences(self, sequences)
+        return batch_logliks(self, sequences)
 
-    monkeypatch.setattr(Scorer, "score_sequences", spy)
+    monkeypatch.setattr(Scorer, "_batch_logliks", spy)
     return rows
 
 

@@ -148,6 +148,10 @@ class Scorer:
     def score_sequences(self, sequences: list[bytes]) -> list[np.ndarray]:
         """Per-token log-likelihoods of whole sequences, scored as one batch padded at the end, each from the
         start state (with rc_average: each base's mean over both strands). NaN where unscored."""
+        return [self._without_n(s, values) for s, values in zip(sequences, self._batch_logliks(sequences))]
+
+    def _batch_logliks(self, sequences: list[bytes]) -> list[np.ndarray]:
+        """`score_sequences` before N positions are masked (`_scored` masks each piece)."""
         strands = sequences + ([reverse_complement(s) for s in sequences] if self.options.rc_average else [])
         width = max(len(s) for s in strands)
         ids = torch.full((len(strands), width), self.tokenizer.pad, dtype=torch.int64, device=self.device)
@@ -165,7 +169,7 @@ class Scorer:
                 backward = values[len(sequences) + row, : len(s)][::-1].copy()
                 backward[-1:] = np.nan  # the reverse strand's first token is the forward's last
                 forward = _mean_of_scored(forward, backward)
-            out.append(self._without_n(s, forward))
+            out.append(forward)
         return out
 
     def _score_group(self, group: list[list[Piece]]) -> Iterator[ScoredPiece]:
@@ -173,7 +177,7 @@ class Scorer:
         sequences = [b"".join(p.data for p in record) for record in group]
         values: list[np.ndarray] = [np.zeros(0)] * len(group)
         for rows in length_batches([len(s) for s in sequences], self.options.batch_records):
-            for row, scores in zip(rows, self.score_sequences([sequences[r] for r in rows])):
+            for row, scores in zip(rows, self._batch_logliks([sequences[r] for r in rows])):
                 values[row] = scores
         for record, scores in zip(group, values):
             offset = 0
