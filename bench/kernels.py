@@ -8,7 +8,7 @@ Configuration: the benchmark config of issue #2 (d_model 256, 4 heads of width 6
 expansion 2, chunk 64; the model has 4 MAC layers, segment 128), float32 weights and state, no autograd.
 `--bundled dna-tiny` (or text-tiny) times the first memory layer of that bundled model instead, with its
 trained weights and gates (the forgetting gate closed, as below), chunk of 8 and gradient clip
-(recurrence and layer levels; no peer). On CPU
+(recurrence and layer levels). On CPU
 the fast path is `memory_recurrence_cpu`, on CUDA the Triton kernel (chunks of 8 are forced with
 TITANS_KERNEL=triton, as the dispatcher does not yet pick them). Each stream gets
 `--tokens // batch` tokens, fed in pieces of `--piece` tokens that carry the state from piece to piece as
@@ -24,8 +24,9 @@ The paths alternate within every repeat, so both see the same machine load; figu
 wall-clock time (CUDA synchronised). On CUDA the script also measures the bf16 matmul ceiling
 (8192³ on random data), counts the recurrence's matmul FLOPs to report achieved TFLOP/s, and
 checks that the two paths agree. The peer is titans-pytorch's NeuralMemory layer and MAC model
-(`bench/peer_titans_pytorch.py`, one call over `--peer-tokens` tokens, same memory: 4 heads of 64,
-depth 2, expansion 2) in its own environment (bench/peer_env.sh); skipped if that is missing.
+(`bench/peer_titans_pytorch.py`, one call over `--peer-tokens` tokens, same memory widths and chunk: 4
+heads of 64, depth 2, expansion 2, or the bundled layer's; with --bundled its layer only, untrained and
+unclipped, as it has no such options) in its own environment (bench/peer_env.sh); skipped if missing.
 
 Prints a Markdown table, then one JSON line.
 """
@@ -205,12 +206,13 @@ def matmul_ceiling_tflops(device: torch.device, n: int = 8192, repeats: int = 10
     return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e12
 
 
-def measure_peer(python: Path, mode: str, tokens: int, batch: int, threads: int, device: str) -> dict:
+def measure_peer(python: Path, mode: str, tokens: int, batch: int, threads: int, device: str,
+                 widths: list[str]) -> dict:  # fmt: skip
     script = HERE / "peer_titans_pytorch.py"
     if not Path(python).exists() and not shutil.which(str(python)):
         return {"skipped": f"{python} missing (bash bench/peer_env.sh makes the venv)"}
     cmd = [str(python), str(script), "--mode", mode, "--tokens", str(tokens), "--batch", str(batch),
-           "--warmup", "1", "--repeats", "3", "--threads", str(threads), "--device", device]  # fmt: skip
+           "--warmup", "1", "--repeats", "3", "--threads", str(threads), "--device", device, *widths]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         return {"skipped": f"peer failed (exit {done.returncode}): {done.stderr.strip()[-300:]}"}
@@ -244,13 +246,13 @@ def main() -> None:
         bundled = resolve_model(args.bundled).load(device).eval()
         layer = next(m for m in bundled.modules() if isinstance(m, NeuralMemory))
         close_forgetting_gate(layer)  # text-tiny's trained gate forgets random inputs to exact zeros
-        config, args.no_peer = {"bundled": args.bundled, **bundled.config.to_dict()}, True
+        config, peer_modes = {"bundled": args.bundled, **bundled.config.to_dict()}, ["memory"]
     else:
         layer = NeuralMemory(TitansConfig(**LAYER_CONFIG)).to(device).eval()
         model = TitansModel(TitansConfig(**BENCH_CONFIG)).to(device).eval()
         for memory in [layer, *(m for m in model.modules() if isinstance(m, NeuralMemory))]:
             close_forgetting_gate(memory)
-        config = BENCH_CONFIG
+        config, peer_modes = BENCH_CONFIG, ["memory", "model"]
     if args.piece % layer.chunk_size:
         parser.error(f"--piece must be a multiple of the chunk size {layer.chunk_size}")
     paths = paths_for(device)
@@ -299,9 +301,14 @@ def main() -> None:
         print(f"\nbf16 matmul ceiling (8192³, random): {ceiling:.0f} TFLOP/s (the kernel's products are "
               "float32 as TF32×3)")  # fmt: skip
     peers = []
-    for mode in [] if args.no_peer else ["memory", "model"]:
+    # The peer's memory at this layer's widths (its script's defaults are the benchmark config's).
+    widths = ["--dim", layer.qkv.in_features, "--mem-heads", layer.n_heads, "--mem-dim-head", layer.head_dim,
+              "--mem-depth", depth, "--mem-expansion", hidden // layer.head_dim, "--chunk-size", layer.chunk_size]
+    widths = [str(w) for w in widths]
+    for mode in [] if args.no_peer else peer_modes:
         for batch in args.batch if device.type == "cuda" else [1]:
-            peer = measure_peer(args.peer_python, mode, args.peer_tokens, batch, args.threads, args.device)
+            peer = measure_peer(args.peer_python, mode, args.peer_tokens, batch, args.threads, args.device,
+                                widths if mode == "memory" else [])  # fmt: skip
             peers.append(peer)
             if "skipped" in peer:
                 print(f"peer titans-pytorch {mode}, batch {batch} skipped: {peer['skipped']}", flush=True)
