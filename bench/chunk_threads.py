@@ -7,6 +7,7 @@ gradient clip 1) with 1–8 matrices (streams × heads); `--width 64` is text-ti
 --chunk 64` the benchmark config's. Each run follows a large two-thread matmul, as in the model,
 where the projections run before the recurrence. "2 threads" replaces `_chunk_threads` (which steps one
 matrix, or several small ones, on one thread) by torch's own count; "1 thread" runs every call on one. Medians.
+These are the torch steps' settings: the C steps (bench/native_steps.py) are switched off here.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
-    policy = memory_cpu._chunk_threads
+    policy, memory_cpu.native = memory_cpu._chunk_threads, None
     big, other = torch.randn(4096, 512), torch.randn(512, 512)
     for matrices in args.matrices:
         data = inputs(matrices, args.tokens, args.width)

@@ -5,6 +5,7 @@ Each fast form sits beside the reference it is tested against:
     memory_reference.py   token loop with autograd: the ground truth
     memory_chunked.py     closed-form chunks in torch: differentiable, used for training
     memory_cpu.py         the same math fused for CPU throughput (inference)
+    memory_cpu_native.c   memory_cpu.py's chunk steps in C, beside their torch version there
     memory_triton.py      one Triton program per stream and head (inference on CUDA)
 
 `memory_recurrence` picks one per call; `TITANS_KERNEL=torch|cpu|triton` forces a choice.

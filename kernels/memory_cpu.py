@@ -17,19 +17,27 @@ arithmetic; this file removes the glue:
   every buffer is allocated once per call and written with out= (fresh multi-MB tensors cost more in
   page faults than the arithmetic that fills them).
 
-The loop over chunks stays sequential: each chunk's gradients are taken at its start weights.
+The loop over chunks stays sequential: each chunk's gradients are taken at its start weights. It
+runs in C (memory_cpu_native.c, one call per block and matrix, matrices shared among threads) where the
+steps are small and the data float32, else in torch (`_chunk_step`, the C steps' reference).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
 from titans_cli.kernels.recurrence import RecurrenceResult
+
+try:  # the chunk steps in C (memory_cpu_native.c), built by `pip install` where a C compiler exists
+    from titans_cli.kernels import _memory_cpu_native as native
+except ImportError:  # built without a compiler: every step runs in torch
+    native = None
 
 # Weight-independent work runs on blocks of this many chunk × [B·H] matrices: enough to batch the
 # per-token recurrence of the coefficients, small enough that a block's operands stay in cache.
@@ -253,6 +261,25 @@ def _chunk_step(
         plan.ws[layer].baddbmm_(scaled_t, delta[layer])
 
 
+def _native_steps(plan: _Plan, block: _Block, count: int, commits: int, pool: ThreadPoolExecutor | None,
+                  workers: int) -> None:  # fmt: skip
+    """`count` chunk steps of the block (the first `commits` committed) in C, the block's matrices split
+    between this thread and `workers` − 1 of the pool (the C steps run without the GIL)."""
+    dims = (plan.w[0].shape[1], *(w.shape[2] for w in plan.w))
+    operands = [block.k, block.v, block.key_norm, block.left1, block.neg_a1, block.scaled1, block.acc, block.beta,
+                block.neg_m, block.e, block.y[0], block.surprise[0]]  # fmt: skip
+
+    def run(matrices: range) -> None:
+        for i in matrices:
+            native.steps(dims, block.chunk, block.grad_clip, tuple(ws[i].data_ptr() for ws in plan.ws),
+                         tuple(x[i].data_ptr() for x in operands), block.n, count, commits)  # fmt: skip
+
+    others = [pool.submit(run, range(i, block.n, workers)) for i in range(1, workers)]
+    run(range(0, block.n, workers))
+    for part in others:
+        part.result()
+
+
 def memory_recurrence_cpu(
     q: Tensor,
     k: Tensor,
@@ -289,18 +316,24 @@ def memory_recurrence_cpu(
 _ONE_THREAD_WORK = 2**18
 
 
+# The C steps up to this many chunk × matrix rows per step: there the torch steps' fixed cost per
+# operation dominates, beyond it MKL's batched products beat the C kernel's (bench/native_steps.py).
+_C_STEP_ROWS = 256
+
+
 @contextmanager
-def _chunk_threads(matrices: int, work: int) -> Iterator[None]:
+def _chunk_threads(matrices: int, work: int, c_steps: bool) -> Iterator[None]:
     """One intra-op thread for a small recurrence, else torch's own count.
 
     With one matrix (one stream, one head) a chunk's products are single small GEMMs ([C, d] by
     [d, e·d]) that threads can only split; with several but small ones (`work` ≤ _ONE_THREAD_WORK:
     text-tiny's two heads of 64), each op is over before two threads have shared it. On 2 cores one
-    thread was 1.06–1.53× faster there and 0.63–0.94× beyond. The count is process-wide, so it is
-    restored on the way out.
+    thread was 1.06–1.53× faster there and 0.63–0.94× beyond. The C steps share out the matrices among
+    threads of their own, which torch's idle threads would only slow. The count is process-wide, so it
+    is restored on the way out.
     """
     threads = torch.get_num_threads()
-    if (matrices > 1 and work > _ONE_THREAD_WORK) or threads == 1:
+    if (matrices > 1 and work > _ONE_THREAD_WORK and not c_steps) or threads == 1:
         yield
         return
     torch.set_num_threads(1)
@@ -320,12 +353,19 @@ def _run(q, k, v, theta, log_eta, log_keep, weights, momentum, chunk, grad_clip)
     y = q.new_empty(batch, heads, length, d_out)
     surprise = q.new_empty(batch, heads, length)
     hidden = weights[0].shape[-2]
-    with _chunk_threads(n, n * chunk * width * hidden):
+    c_steps = (native is not None and q.dtype == torch.float32 and n * chunk <= _C_STEP_ROWS
+               and len(weights) <= native.MAX_DEPTH)  # fmt: skip
+    workers = min(n, torch.get_num_threads()) if c_steps else 1
+    threads = ThreadPoolExecutor(workers - 1) if workers > 1 else nullcontext()
+    with _chunk_threads(n, n * chunk * width * hidden, c_steps), threads as pool:
         for start in range(0, n_chunks, group):
             stop = min(start + group, n_chunks)
             block.fill(q, k, v, theta, log_eta, log_keep, start, stop)
-            for j in range(stop - start):
-                _chunk_step(plan, block.chunks[j], block.y[j], block.surprise[j], start + j < full, grad_clip)
+            if c_steps:
+                _native_steps(plan, block, stop - start, max(0, min(stop, full) - start), pool, workers)
+            else:
+                for j in range(stop - start):
+                    _chunk_step(plan, block.chunks[j], block.y[j], block.surprise[j], start + j < full, grad_clip)
             m = (stop - start) * n
             _move(y, block.y[: stop - start].view(m, chunk, d_out), start * chunk, chunk, False)
             _move(surprise, block.surprise[: stop - start].view(m, chunk), start * chunk, chunk, False)

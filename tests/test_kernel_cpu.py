@@ -1,4 +1,7 @@
-"""The inference CPU path against the token-loop reference and the chunked dual form (SPEC 2, 2b)."""
+"""The inference CPU path against the token-loop reference and the chunked dual form (SPEC 2, 2b),
+and its C chunk steps against its torch ones."""
+
+import threading
 
 import pytest
 import torch
@@ -152,6 +155,7 @@ def test_small_recurrences_step_on_one_thread_and_the_count_comes_back(monkeypat
     are exactly that), run on one thread
     (`_chunk_threads`); bigger ones keep torch's count; the caller's count is restored, also on error."""
     torch.set_num_threads(2)
+    monkeypatch.setattr(memory_cpu, "native", None)  # the torch steps' rule; the C steps' is tested below
     seen, step = [], memory_cpu._chunk_step
 
     def counted(*args):
@@ -171,3 +175,91 @@ def test_small_recurrences_step_on_one_thread_and_the_count_comes_back(monkeypat
     with pytest.raises(RuntimeError), torch.no_grad():
         memory_recurrence_cpu(*args, chunk_size=chunk)
     assert torch.get_num_threads() == 2
+
+
+def test_the_c_steps_are_built():
+    """`pip install -e .` compiles kernels/memory_cpu_native.c; without it every step runs in torch."""
+    assert memory_cpu.native is not None, "no C extension: install a C compiler and rerun `pip install -e .`"
+
+
+def c_and_torch_steps(monkeypatch, args, **kwargs):
+    """The fused path's result with its C steps and with its torch steps (`_chunk_step`)."""
+    with torch.no_grad():
+        c_steps = memory_recurrence_cpu(*args, **kwargs)
+        monkeypatch.setattr(memory_cpu, "native", None)
+        torch_steps = memory_recurrence_cpu(*args, **kwargs)
+    return c_steps, torch_steps
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("chunk", [1, 7, 8, 16])
+@pytest.mark.parametrize("width", [6, 24, 64])  # 6 and 24: columns past the 16-wide tiles, rows past the 8-lane dots
+@pytest.mark.parametrize("clip", [0.0, 0.5])
+def test_c_steps_match_torch_steps(monkeypatch, depth, chunk, width, clip):
+    """45 tokens: whole chunks committed and a partial last one read, over 2 × 3 matrices. Smaller steps
+    (θ/4) than `random_inputs` gives keep 45 unclipped chunks of 1 finite at width 64, depth 3."""
+    args = random_inputs(depth, 45, seed=depth + chunk + width, width=width, dtype=torch.float32)
+    args[3].mul_(0.25)
+    c_steps, torch_steps = c_and_torch_steps(monkeypatch, args, chunk_size=chunk, grad_clip=clip)
+    assert relative_error(c_steps, torch_steps) <= 1e-4
+    if clip:  # the clip is active on these inputs
+        with torch.no_grad():
+            assert max_error(torch_steps, memory_recurrence_cpu(*args, chunk_size=chunk)) > 1e-3
+
+
+def test_c_steps_are_used_and_share_matrices_among_threads(monkeypatch):
+    """Six matrices on two threads: every matrix is stepped once per block, torch itself on one thread."""
+    torch.set_num_threads(2)
+    seen = []
+
+    class Spy:
+        MAX_DEPTH = memory_cpu.native.MAX_DEPTH
+
+        @staticmethod
+        def steps(*args):
+            seen.append((args[4][0], threading.get_ident(), torch.get_num_threads()))
+            return native_steps(*args)
+
+    native_steps = memory_cpu.native.steps
+    monkeypatch.setattr(memory_cpu, "native", Spy)
+    args = random_inputs(2, 40, seed=5, width=16, dtype=torch.float32)
+    with torch.no_grad():
+        threaded = memory_recurrence_cpu(*args, chunk_size=8, grad_clip=0.5)
+    assert len({pointer for pointer, _, _ in seen}) == len(seen) == 6  # one block of 5 chunks
+    assert len({thread for _, thread, _ in seen}) == 2 and {count for _, _, count in seen} == {1}
+    assert torch.get_num_threads() == 2
+    monkeypatch.setattr(memory_cpu, "native", None)
+    with torch.no_grad():
+        assert relative_error(threaded, memory_recurrence_cpu(*args, chunk_size=8, grad_clip=0.5)) <= 1e-4
+
+
+@pytest.mark.parametrize("chunks_per_block", [1, 4, 7])
+def test_c_steps_over_blocks_and_calls_match_one_torch_call(monkeypatch, chunks_per_block):
+    """12 chunks in blocks of 1, 4 or 7 (commits counted per block), and the same span in two calls."""
+    args = random_inputs(2, 45, seed=12, dtype=torch.float32)
+    monkeypatch.setattr(memory_cpu, "_BLOCK_MATRICES", 6 * chunks_per_block)
+    with torch.no_grad():
+        first = memory_recurrence_cpu(*(x[:, :, :20] for x in args[:6]), *args[6:], chunk_size=4)
+        second = memory_recurrence_cpu(*(x[:, :, 20:] for x in args[:6]), first.weights, first.momentum, chunk_size=4)
+    c_steps, torch_steps = c_and_torch_steps(monkeypatch, args, chunk_size=4)
+    assert relative_error(c_steps, torch_steps) <= 1e-4
+    joined = type(second)(torch.cat([first.y, second.y], 2), second.weights, second.momentum,
+                          torch.cat([first.surprise, second.surprise], 2))  # fmt: skip
+    assert relative_error(joined, torch_steps) <= 1e-4
+
+
+def test_large_steps_and_float64_stay_in_torch(monkeypatch):
+    """Past _C_STEP_ROWS chunk × matrix rows (and for float64) the torch steps run, not the C ones."""
+    called = []
+    monkeypatch.setattr(memory_cpu, "_chunk_step", lambda *a: called.append(1))
+    args = random_inputs(1, 8, seed=1, batch=1, heads=2, dtype=torch.float32)
+    monkeypatch.setattr(memory_cpu, "_C_STEP_ROWS", 15)
+    with torch.no_grad():
+        memory_recurrence_cpu(*args, chunk_size=8)
+        assert called == [1]
+        monkeypatch.setattr(memory_cpu, "_C_STEP_ROWS", 16)
+        memory_recurrence_cpu(*args, chunk_size=8)
+        assert called == [1]
+        memory_recurrence_cpu(*(x.double() for x in args[:6]), [w.double() for w in args[6]],
+                              [s.double() for s in args[7]], chunk_size=8)  # fmt: skip
+    assert called == [1, 1]

@@ -1,0 +1,378 @@
+/* The fused CPU path's chunk steps in C, one matrix (stream × head) at a time (SPEC 2b, 8).
+ *
+ * Same arithmetic as `_chunk_step` in memory_cpu.py, which is its reference: at the bundled models'
+ * chunks of 8 a step there is some 35 small ATen operations whose fixed cost is most of its time, and
+ * the matmuls (8 rows) run at about half of MKL's large-matrix rate. Here a whole block of chunks is one
+ * call with the GIL released, so Python threads can step different matrices at once, and every product
+ * is a register-tiled loop over GCC/Clang vector types (no intrinsics: the same source builds for AVX2
+ * or NEON). float32 only; memory_cpu.py prepares the weight-independent operands and keeps the state
+ * [Wᵀ; Sᵀ] per layer exactly as its torch step does.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPTH 8
+
+typedef float v8 __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+static inline v8 load8(const float *p) {
+    v8 x;
+    memcpy(&x, p, sizeof x);
+    return x;
+}
+
+static inline void store8(float *p, v8 x) { memcpy(p, &x, sizeof x); }
+
+static inline v8 splat(float x) { return (v8){x, x, x, x, x, x, x, x}; }
+
+static inline v8 select8(v8i mask, v8 a, v8 b) { return (v8)((mask & (v8i)a) | (~mask & (v8i)b)); }
+
+static inline float hsum(v8 x) {
+    return ((x[0] + x[4]) + (x[1] + x[5])) + ((x[2] + x[6]) + (x[3] + x[7]));
+}
+
+/* exp on 8 lanes: x = n·ln2 + r with |r| ≤ ln2/2, a degree-6 polynomial for e^r, 2^n from the
+ * exponent bits (Cephes' expf scheme, about 1 ulp). Inputs are clamped to ±88, where float32 ends. */
+static inline v8 exp8(v8 x) {
+    x = select8(x > splat(88.0f), splat(88.0f), x);
+    x = select8(x < splat(-88.0f), splat(-88.0f), x);
+    v8 y = x * splat(1.44269504088896341f) + splat(0.5f);
+    v8i n = __builtin_convertvector(y, v8i);
+    n += (v8i)(__builtin_convertvector(n, v8) > y); /* truncation → floor */
+    v8 fn = __builtin_convertvector(n, v8);
+    v8 r = x - fn * splat(0.693359375f) + fn * splat(2.12194440e-4f);
+    v8 p = splat(1.9875691500e-4f);
+    p = p * r + splat(1.3981999507e-3f);
+    p = p * r + splat(8.3334519073e-3f);
+    p = p * r + splat(4.1665795894e-2f);
+    p = p * r + splat(1.6666665459e-1f);
+    p = p * r + splat(5.0000001201e-1f);
+    p = p * r * r + r + splat(1.0f);
+    v8i bits = (n + 127) << 23;
+    v8 scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+static float sigmoid1(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* s = σ(z), act = z·s and (if dact) σ'-of-SiLU = s + z·s·(1 − s), over `size` values. */
+static void silu_forward(const float *z, float *s, float *act, float *dact, long size) {
+    long i = 0;
+    for (; i + 8 <= size; i += 8) {
+        v8 x = load8(z + i), sig = splat(1.0f) / (splat(1.0f) + exp8(-x)), a = x * sig;
+        if (s) store8(s + i, sig);
+        store8(act + i, a);
+        if (dact) store8(dact + i, sig + a - a * sig);
+    }
+    for (; i < size; i++) {
+        float sig = sigmoid1(z[i]), a = z[i] * sig;
+        if (s) s[i] = sig;
+        act[i] = a;
+        if (dact) dact[i] = sig + a - a * sig;
+    }
+}
+
+/* What a product adds to: nothing, C itself, or (the chunk-end commit, SPEC 2b) the decayed state
+ * [β_n Wᵀ + b_n Sᵀ; E_n Sᵀ], C's first `split` rows being Wᵀ and the rest Sᵀ. Decaying inside the
+ * product saves a pass over the state, which at chunks of 8 costs as much as the product itself. */
+typedef enum { ZERO, ADD, DECAY } Init;
+typedef struct {
+    int split;
+    float beta, b, e;
+} Decay;
+
+static inline v8 init8(Init init, const Decay *decay, const float *C, long ldc, int r, int j) {
+    if (init == ZERO) return splat(0.0f);
+    const float *c = C + (long)r * ldc + j;
+    if (init == ADD) return load8(c);
+    if (r < decay->split) return splat(decay->beta) * load8(c) + splat(decay->b) * load8(c + (long)decay->split * ldc);
+    return splat(decay->e) * load8(c);
+}
+
+static inline float init1(Init init, const Decay *decay, const float *C, long ldc, int r, int j) {
+    if (init == ZERO) return 0.0f;
+    const float *c = C + (long)r * ldc + j;
+    if (init == ADD) return *c;
+    if (r < decay->split) return decay->beta * *c + decay->b * c[(long)decay->split * ldc];
+    return decay->e * *c;
+}
+
+/* C[M×N] = init + A·B with A(r, k) = A[r·ars + k·acs] and B row-major [K×N]. Tiles of 4 rows × 16
+ * columns keep 8 accumulators in registers; two B loads and four broadcasts feed eight FMAs. Rows are
+ * stored in order, so a DECAY init reads the Sᵀ rows before they are overwritten. */
+
+static void gemm(int M, int N, int K, const float *A, long ars, long acs, const float *B, long ldb, float *C,
+                 long ldc, Init init, const Decay *decay) {
+    for (int j = 0; j + 16 <= N; j += 16) {
+        int r = 0;
+        for (; r + 4 <= M; r += 4) {
+            v8 c[4][2];
+            for (int i = 0; i < 4; i++)
+                for (int h = 0; h < 2; h++) c[i][h] = init8(init, decay, C, ldc, r + i, j + 8 * h);
+            for (int k = 0; k < K; k++) {
+                v8 b0 = load8(B + (long)k * ldb + j), b1 = load8(B + (long)k * ldb + j + 8);
+                for (int i = 0; i < 4; i++) {
+                    v8 a = splat(A[(long)(r + i) * ars + (long)k * acs]);
+                    c[i][0] += a * b0;
+                    c[i][1] += a * b1;
+                }
+            }
+            for (int i = 0; i < 4; i++)
+                for (int h = 0; h < 2; h++) store8(C + (long)(r + i) * ldc + j + 8 * h, c[i][h]);
+        }
+        for (; r < M; r++) {
+            v8 c0 = init8(init, decay, C, ldc, r, j), c1 = init8(init, decay, C, ldc, r, j + 8);
+            for (int k = 0; k < K; k++) {
+                v8 a = splat(A[(long)r * ars + (long)k * acs]);
+                c0 += a * load8(B + (long)k * ldb + j);
+                c1 += a * load8(B + (long)k * ldb + j + 8);
+            }
+            store8(C + (long)r * ldc + j, c0);
+            store8(C + (long)r * ldc + j + 8, c1);
+        }
+    }
+    for (int r = 0; r < M; r++)
+        for (int j = N - N % 16; j < N; j++) {
+            float sum = init1(init, decay, C, ldc, r, j);
+            for (int k = 0; k < K; k++) sum += A[(long)r * ars + (long)k * acs] * B[(long)k * ldb + j];
+            C[(long)r * ldc + j] = sum;
+        }
+}
+
+/* C[M×N] = A·Bᵀ for row-major A [M×K] and B [N×K]: dot products along K, 4 rows of A by 2 of B. */
+static void gemm_nt(int M, int N, int K, const float *A, long lda, const float *B, long ldb, float *C, long ldc) {
+    int K8 = K - K % 8;
+    int r = 0;
+    for (; r + 4 <= M; r += 4) {
+        int j = 0;
+        for (; j + 2 <= N; j += 2) {
+            v8 c[4][2] = {{splat(0.0f)}};
+            for (int i = 0; i < 4; i++) c[i][0] = c[i][1] = splat(0.0f);
+            for (int k = 0; k < K8; k += 8) {
+                v8 b0 = load8(B + (long)j * ldb + k), b1 = load8(B + (long)(j + 1) * ldb + k);
+                for (int i = 0; i < 4; i++) {
+                    v8 a = load8(A + (long)(r + i) * lda + k);
+                    c[i][0] += a * b0;
+                    c[i][1] += a * b1;
+                }
+            }
+            for (int i = 0; i < 4; i++)
+                for (int h = 0; h < 2; h++) {
+                    float sum = hsum(c[i][h]);
+                    for (int k = K8; k < K; k++) sum += A[(long)(r + i) * lda + k] * B[(long)(j + h) * ldb + k];
+                    C[(long)(r + i) * ldc + j + h] = sum;
+                }
+        }
+        for (; j < N; j++)
+            for (int i = 0; i < 4; i++) {
+                float sum = 0.0f;
+                for (int k = 0; k < K; k++) sum += A[(long)(r + i) * lda + k] * B[(long)j * ldb + k];
+                C[(long)(r + i) * ldc + j] = sum;
+            }
+    }
+    for (; r < M; r++)
+        for (int j = 0; j < N; j++) {
+            v8 acc = splat(0.0f);
+            for (int k = 0; k < K8; k += 8) acc += load8(A + (long)r * lda + k) * load8(B + (long)j * ldb + k);
+            float sum = hsum(acc);
+            for (int k = K8; k < K; k++) sum += A[(long)r * lda + k] * B[(long)j * ldb + k];
+            C[(long)r * ldc + j] = sum;
+        }
+}
+
+static float dot(const float *a, const float *b, long size) {
+    v8 acc = splat(0.0f);
+    long i = 0;
+    for (; i + 8 <= size; i += 8) acc += load8(a + i) * load8(b + i);
+    float sum = hsum(acc);
+    for (; i < size; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+/* One chunk's operands in the block (memory_cpu._Block), already offset to this matrix and chunk. */
+typedef struct {
+    const float *k, *v, *key_norm, *left1, *neg_a1, *scaled1, *acc, *beta, *neg_m, *e;
+    float *y, *surprise;
+} ChunkOperands;
+
+typedef struct {
+    int depth, chunk, dims[MAX_DEPTH + 1];
+    float grad_clip;
+    float *ws[MAX_DEPTH]; /* this matrix's [Wᵀ; Sᵀ] per layer, [2·d_in × d_out] */
+    /* Scratch: per hidden layer z, act and σ' on the keys, the query read and the next layer's
+     * operands; per layer δ; the last pre-activation; a C×C Gram matrix. */
+    float *act[MAX_DEPTH], *dact[MAX_DEPTH], *read[MAX_DEPTH], *delta[MAX_DEPTH], *z, *z_out, *left, *scaled,
+        *gram, *norm_sq;
+} Step;
+
+/* One chunk, as `_chunk_step`: outputs y and surprise (‖δ^L‖², halved by the caller), state committed
+ * when `commit`. Row t of acc is [−c_{t,0..C−1} | b_t]. */
+static void chunk_step(Step *st, const ChunkOperands *op, int commit) {
+    const int L = st->depth, T = st->chunk, *d = st->dims;
+    const long ld_acc = T + 1;
+
+    /* Forward at M₀ on the keys: z^l = a^{l−1} W^{lᵀ}, SiLU and σ' of the hidden pre-activations. */
+    const float *a = op->k;
+    for (int l = 0; l < L - 1; l++) {
+        gemm(T, d[l + 1], d[l], a, d[l], 1, st->ws[l], d[l + 1], st->z, d[l + 1], ZERO, NULL);
+        silu_forward(st->z, NULL, st->act[l], st->dact[l], (long)T * d[l + 1]);
+        a = st->act[l];
+    }
+    gemm(T, d[L], d[L - 1], a, d[L - 1], 1, st->ws[L - 1], d[L], st->z_out, d[L], ZERO, NULL);
+
+    /* Backward of ½‖M₀(k) − v‖² by hand: δ^L = M₀(k) − v, δ^l = (δ^{l+1} W^{l+1}) ⊙ σ'(z^l). */
+    float *last = st->delta[L - 1];
+    for (long i = 0; i < (long)T * d[L]; i++) last[i] = st->z_out[i] - op->v[i];
+    for (int t = 0; t < T; t++) op->surprise[t] = dot(last + (long)t * d[L], last + (long)t * d[L], d[L]);
+    for (int l = L - 2; l >= 0; l--) {
+        gemm_nt(T, d[l + 1], d[l + 2], st->delta[l + 1], d[l + 2], st->ws[l + 1], d[l + 2], st->delta[l], d[l + 1]);
+        for (long i = 0; i < (long)T * d[l + 1]; i++) st->delta[l][i] *= st->dact[l][i];
+    }
+
+    /* Gradient clip (`_clip`): ‖u_t‖²/τ² = Σ_l ‖δ_t^l‖² ‖a_t^{l−1}‖²/τ², each δ_t scaled by rsqrt(max(1, ·)). */
+    if (st->grad_clip > 0.0f) {
+        const float inv_sq = 1.0f / (st->grad_clip * st->grad_clip);
+        for (int t = 0; t < T; t++) {
+            float first = L == 1 ? op->surprise[t] : dot(st->delta[0] + (long)t * d[1], st->delta[0] + (long)t * d[1], d[1]);
+            float sum = first * op->key_norm[t];
+            for (int l = 1; l < L; l++) {
+                const float *dl = st->delta[l] + (long)t * d[l + 1], *al = st->act[l - 1] + (long)t * d[l];
+                float sq = l == L - 1 ? op->surprise[t] : dot(dl, dl, d[l + 1]);
+                sum += sq * dot(al, al, d[l]) * inv_sq;
+            }
+            st->norm_sq[t] = sum > 1.0f ? 1.0f / sqrtf(sum) : 1.0f;
+        }
+        for (int l = 0; l < L; l++)
+            for (int t = 0; t < T; t++)
+                for (int i = 0; i < d[l + 1]; i++) st->delta[l][(long)t * d[l + 1] + i] *= st->norm_sq[t];
+    }
+
+    /* Retrieval y_t = M_t(q_t) (SPEC 2b): per layer [β⊙r | b⊙r] @ [Wᵀ; Sᵀ] + (−c⊙(r aᵀ)) @ δ. */
+    float *out = L == 1 ? op->y : st->read[0];
+    gemm(T, d[1], 2 * d[0], op->left1, 2 * d[0], 1, st->ws[0], d[1], out, d[1], ZERO, NULL);
+    gemm(T, d[1], T, op->neg_a1, T, 1, st->delta[0], d[1], out, d[1], ADD, NULL);
+    for (int l = 1; l < L; l++) {
+        const int h = d[l];
+        float *r = st->z; /* SiLU of the previous layer's read; z is free again */
+        silu_forward(out, NULL, r, NULL, (long)T * h);
+        for (int t = 0; t < T; t++) {
+            const float beta = op->beta[t], b = op->acc[t * ld_acc + T];
+            for (int i = 0; i < h; i++) {
+                st->left[(long)t * 2 * h + i] = r[(long)t * h + i] * beta;
+                st->left[(long)t * 2 * h + h + i] = r[(long)t * h + i] * b;
+            }
+        }
+        gemm_nt(T, T, h, r, h, st->act[l - 1], h, st->gram, T);
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < T; i++) st->gram[t * T + i] *= op->acc[t * ld_acc + i];
+        out = l == L - 1 ? op->y : st->read[l];
+        gemm(T, d[l + 1], 2 * h, st->left, 2 * h, 1, st->ws[l], d[l + 1], out, d[l + 1], ZERO, NULL);
+        gemm(T, d[l + 1], T, st->gram, T, 1, st->delta[l], d[l + 1], out, d[l + 1], ADD, NULL);
+    }
+    if (!commit) return;
+
+    /* Chunk end (SPEC 2b): Wᵀ ← β_n Wᵀ + b_n Sᵀ − aᵀ(c_end⊙δ), Sᵀ ← E_n Sᵀ − aᵀ(m⊙δ). */
+    const Decay decay = {.beta = op->beta[T - 1], .b = op->acc[(T - 1) * ld_acc + T], .e = op->e[T - 1]};
+    const float *neg_c_end = op->acc + (T - 1) * ld_acc;
+    for (int l = 0; l < L; l++) {
+        const float *scaled = op->scaled1;
+        if (l > 0) {
+            const int h = d[l];
+            for (int t = 0; t < T; t++)
+                for (int i = 0; i < h; i++) {
+                    const float x = st->act[l - 1][(long)t * h + i];
+                    st->scaled[(long)t * 2 * h + i] = x * neg_c_end[t];
+                    st->scaled[(long)t * 2 * h + h + i] = x * op->neg_m[t];
+                }
+            scaled = st->scaled;
+        }
+        /* [Wᵀ; Sᵀ] ← decayed + scaledᵀ δ: a rank-C update, the scaled operand read transposed. */
+        Decay layer = decay;
+        layer.split = d[l];
+        gemm(2 * d[l], d[l + 1], T, scaled, 1, 2 * d[l], st->delta[l], d[l + 1], st->ws[l], d[l + 1], DECAY, &layer);
+    }
+}
+
+/* steps(dims, chunk, grad_clip, ws, operands, stride, count, commits): `count` chunk steps of one matrix,
+ * the first `commits` of them committed. dims are the layer widths (d_0, …, d_L); ws the addresses of
+ * this matrix's [Wᵀ; Sᵀ] per layer; operands the addresses of this matrix's chunk-0 rows of the block's
+ * k, v, key_norm, left1, neg_a1, scaled1, acc, beta, neg_m, e, y, surprise, whose chunk j lies `stride`
+ * rows (the block's matrix count) further on. All float32, contiguous. */
+static PyObject *steps(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *dims_obj, *ws_obj, *ops_obj;
+    int chunk, stride, count, commits;
+    float grad_clip;
+    if (!PyArg_ParseTuple(args, "O!ifO!O!iii", &PyTuple_Type, &dims_obj, &chunk, &grad_clip, &PyTuple_Type, &ws_obj,
+                          &PyTuple_Type, &ops_obj, &stride, &count, &commits))
+        return NULL;
+    Step st = {.depth = (int)PyTuple_GET_SIZE(ws_obj), .chunk = chunk, .grad_clip = grad_clip};
+    const int L = st.depth, T = chunk;
+    if (L < 1 || L > MAX_DEPTH || PyTuple_GET_SIZE(dims_obj) != L + 1 || PyTuple_GET_SIZE(ops_obj) != 12 || T < 1) {
+        PyErr_SetString(PyExc_ValueError, "steps: bad depth, dims, operands or chunk");
+        return NULL;
+    }
+    int widest = 0;
+    for (int l = 0; l <= L; l++) {
+        st.dims[l] = (int)PyLong_AsLong(PyTuple_GET_ITEM(dims_obj, l));
+        widest = st.dims[l] > widest ? st.dims[l] : widest;
+    }
+    for (int l = 0; l < L; l++) st.ws[l] = PyLong_AsVoidPtr(PyTuple_GET_ITEM(ws_obj, l));
+    float *base[12];
+    for (int i = 0; i < 12; i++) base[i] = PyLong_AsVoidPtr(PyTuple_GET_ITEM(ops_obj, i));
+    if (PyErr_Occurred()) return NULL;
+
+    const int *d = st.dims;
+    long size = (long)T * (widest + d[L] + 2 * 2 * widest + T + 1); /* z, z_out, left, scaled, gram, norm_sq */
+    for (int l = 0; l < L; l++) size += (long)T * d[l + 1] * (l < L - 1 ? 4 : 1);
+    float *scratch = malloc(sizeof(float) * size);
+    if (!scratch) return PyErr_NoMemory();
+    float *p = scratch;
+    for (int l = 0; l < L; l++) {
+        st.delta[l] = p, p += (long)T * d[l + 1];
+        if (l < L - 1) {
+            st.act[l] = p, p += (long)T * d[l + 1];
+            st.dact[l] = p, p += (long)T * d[l + 1];
+            st.read[l] = p, p += (long)T * d[l + 1];
+        }
+    }
+    st.z = p, p += (long)T * widest;
+    st.z_out = p, p += (long)T * d[L];
+    st.left = p, p += (long)T * 2 * widest;
+    st.scaled = p, p += (long)T * 2 * widest;
+    st.gram = p, p += (long)T * T;
+    st.norm_sq = p;
+
+    /* Elements per chunk row of each operand, in the order of `operands`. */
+    const long row[12] = {(long)T * d[0], (long)T * d[L], T, (long)T * 2 * d[0], (long)T * T, (long)T * 2 * d[0],
+                          (long)T * (T + 1), T, T, T, (long)T * d[L], T};
+    Py_BEGIN_ALLOW_THREADS
+    for (int j = 0; j < count; j++) {
+        float *at[12];
+        for (int i = 0; i < 12; i++) at[i] = base[i] + (long)j * stride * row[i];
+        ChunkOperands op = {at[0], at[1], at[2], at[3], at[4], at[5], at[6], at[7], at[8], at[9], at[10], at[11]};
+        chunk_step(&st, &op, j < commits);
+    }
+    Py_END_ALLOW_THREADS
+    free(scratch);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"steps", steps, METH_VARARGS, "Chunk steps of the fused CPU recurrence for one matrix (see memory_cpu.py)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, .m_name = "_memory_cpu_native", .m_size = -1, .m_methods = methods};
+
+PyMODINIT_FUNC PyInit__memory_cpu_native(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddIntConstant(m, "MAX_DEPTH", MAX_DEPTH) < 0) Py_CLEAR(m);
+    return m;
+}
