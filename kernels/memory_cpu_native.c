@@ -1,8 +1,8 @@
 /* The fused CPU path's chunk steps in C, one matrix (stream × head) at a time (SPEC 2b, 8).
  *
- * Same arithmetic as `_chunk_step` in memory_cpu.py, which is its reference: at the bundled models'
- * chunks of 8 a step there is some 35 small ATen operations whose fixed cost is most of its time, and
- * the matmuls (8 rows) run at about half of MKL's large-matrix rate. Here a whole block of chunks is one
+ * Same arithmetic as `_chunk_step` in memory_cpu.py, which is its reference. In torch, a chunk of 8
+ * tokens costs some 35 small ATen operations whose fixed cost is most of the step, and its 8-row
+ * matmuls run at about half of MKL's large-matrix rate. Here a whole block of chunks is one
  * call with the GIL released, so Python threads can step different matrices at once, and every product
  * is a register-tiled loop over GCC/Clang vector types (no intrinsics: the same source builds for AVX2
  * or NEON). float32 only; memory_cpu.py prepares the weight-independent operands and keeps the state
@@ -20,6 +20,7 @@
 
 typedef float v8 __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
+typedef uint32_t v8u __attribute__((vector_size(32)));
 
 static inline v8 load8(const float *p) {
     v8 x;
@@ -54,10 +55,7 @@ static inline v8 exp8(v8 x) {
     p = p * r + splat(1.6666665459e-1f);
     p = p * r + splat(5.0000001201e-1f);
     p = p * r * r + r + splat(1.0f);
-    v8i bits = (n + 127) << 23;
-    v8 scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    return p * (v8)((v8u)(n + 127) << 23);
 }
 
 static float sigmoid1(float x) { return 1.0f / (1.0f + expf(-x)); }
@@ -153,7 +151,7 @@ static void gemm_nt(int M, int N, int K, const float *A, long lda, const float *
     for (; r + 4 <= M; r += 4) {
         int j = 0;
         for (; j + 2 <= N; j += 2) {
-            v8 c[4][2] = {{splat(0.0f)}};
+            v8 c[4][2];
             for (int i = 0; i < 4; i++) c[i][0] = c[i][1] = splat(0.0f);
             for (int k = 0; k < K8; k += 8) {
                 v8 b0 = load8(B + (long)j * ldb + k), b1 = load8(B + (long)(j + 1) * ldb + k);
@@ -206,8 +204,8 @@ typedef struct {
     int depth, chunk, dims[MAX_DEPTH + 1];
     float grad_clip;
     float *ws[MAX_DEPTH]; /* this matrix's [Wᵀ; Sᵀ] per layer, [2·d_in × d_out] */
-    /* Scratch: per hidden layer z, act and σ' on the keys, the query read and the next layer's
-     * operands; per layer δ; the last pre-activation; a C×C Gram matrix. */
+    /* Scratch: per hidden layer act and σ' on the keys and the query read; per layer δ; shared by the
+     * layers, a pre-activation z, the last one, the next layer's operands, a C×C Gram matrix. */
     float *act[MAX_DEPTH], *dact[MAX_DEPTH], *read[MAX_DEPTH], *delta[MAX_DEPTH], *z, *z_out, *left, *scaled,
         *gram, *norm_sq;
 } Step;
@@ -237,7 +235,7 @@ static void chunk_step(Step *st, const ChunkOperands *op, int commit) {
     }
 
     /* Gradient clip (`_clip`): ‖u_t‖²/τ² = Σ_l ‖δ_t^l‖² ‖a_t^{l−1}‖²/τ², each δ_t scaled by rsqrt(max(1, ·)). */
-    if (st->grad_clip > 0.0f) {
+    if (st->grad_clip != 0.0f) {
         const float inv_sq = 1.0f / (st->grad_clip * st->grad_clip);
         for (int t = 0; t < T; t++) {
             float first = L == 1 ? op->surprise[t] : dot(st->delta[0] + (long)t * d[1], st->delta[0] + (long)t * d[1], d[1]);

@@ -191,9 +191,11 @@ def c_and_torch_steps(monkeypatch, args, **kwargs):
     return c_steps, torch_steps
 
 
-@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("depth", [1, 2, 4])
 @pytest.mark.parametrize("chunk", [1, 7, 8, 16])
-@pytest.mark.parametrize("width", [6, 24, 64])  # 6 and 24: columns past the 16-wide tiles, rows past the 8-lane dots
+# 6, 9, 10: columns past the 16-wide tiles, dots past 8 lanes, odd sizes; 10 and hidden 20 split a 4-row
+# tile between Wᵀ and Sᵀ rows in the commit; 64: whole tiles only.
+@pytest.mark.parametrize("width", [6, 9, 10, 64])
 @pytest.mark.parametrize("clip", [0.0, 0.5])
 def test_c_steps_match_torch_steps(monkeypatch, depth, chunk, width, clip):
     """45 tokens: whole chunks committed and a partial last one read, over 2 × 3 matrices. Smaller steps
