@@ -24,7 +24,7 @@ steps are small and the data float32, else in torch (`_chunk_step`, the C steps'
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 
@@ -261,23 +261,29 @@ def _chunk_step(
         plan.ws[layer].baddbmm_(scaled_t, delta[layer])
 
 
-def _native_steps(plan: _Plan, block: _Block, count: int, commits: int, pool: ThreadPoolExecutor | None,
-                  workers: int) -> None:  # fmt: skip
-    """`count` chunk steps of the block (the first `commits` committed) in C, the block's matrices split
-    between this thread and `workers` − 1 of the pool (the C steps run without the GIL)."""
+def _native_stepper(
+    plan: _Plan, block: _Block, pool: ThreadPoolExecutor | None, workers: int
+) -> Callable[[int, int], None]:
+    """`steps(count, commits)`: the block's first `count` chunk steps in C (the first `commits` committed),
+    its matrices split between this thread and `workers` − 1 of the pool (the C steps run without the
+    GIL). The buffers live for the whole call, so their addresses are taken once, here."""
     dims = (plan.w[0].shape[1], *(w.shape[2] for w in plan.w))
     operands = [block.k, block.v, block.key_norm, block.left1, block.neg_a1, block.scaled1, block.acc, block.beta,
                 block.neg_m, block.e, block.y[0], block.surprise[0]]  # fmt: skip
+    addresses = [(tuple(ws[i].data_ptr() for ws in plan.ws), tuple(x[i].data_ptr() for x in operands))
+                 for i in range(block.n)]  # fmt: skip
 
-    def run(matrices: range) -> None:
+    def run(matrices: range, count: int, commits: int) -> None:
         for i in matrices:
-            native.steps(dims, block.chunk, block.grad_clip, tuple(ws[i].data_ptr() for ws in plan.ws),
-                         tuple(x[i].data_ptr() for x in operands), block.n, count, commits)  # fmt: skip
+            native.steps(dims, block.chunk, block.grad_clip, *addresses[i], block.n, count, commits)
 
-    others = [pool.submit(run, range(i, block.n, workers)) for i in range(1, workers)]
-    run(range(0, block.n, workers))
-    for part in others:
-        part.result()
+    def steps(count: int, commits: int) -> None:
+        others = [pool.submit(run, range(i, block.n, workers), count, commits) for i in range(1, workers)]
+        run(range(0, block.n, workers), count, commits)
+        for part in others:
+            part.result()
+
+    return steps
 
 
 def memory_recurrence_cpu(
@@ -358,11 +364,12 @@ def _run(q, k, v, theta, log_eta, log_keep, weights, momentum, chunk, grad_clip)
     workers = min(n, torch.get_num_threads()) if c_steps else 1
     threads = ThreadPoolExecutor(workers - 1) if workers > 1 else nullcontext()
     with _chunk_threads(n, n * chunk * width * hidden, c_steps), threads as pool:
+        native_steps = _native_stepper(plan, block, pool, workers) if c_steps else None
         for start in range(0, n_chunks, group):
             stop = min(start + group, n_chunks)
             block.fill(q, k, v, theta, log_eta, log_keep, start, stop)
-            if c_steps:
-                _native_steps(plan, block, stop - start, max(0, min(stop, full) - start), pool, workers)
+            if native_steps:
+                native_steps(stop - start, max(0, min(stop, full) - start))
             else:
                 for j in range(stop - start):
                     _chunk_step(plan, block.chunks[j], block.y[j], block.surprise[j], start + j < full, grad_clip)
