@@ -18,12 +18,13 @@ arithmetic; this file removes the glue:
   page faults than the arithmetic that fills them).
 
 The loop over chunks stays sequential: each chunk's gradients are taken at its start weights. It
-runs in C (memory_cpu_native.c, one call per block and matrix, matrices shared among threads) where the
-steps are small and the data float32, else in torch (`_chunk_step`, the C steps' reference).
+runs in C (memory_cpu_native.c, one call per block and matrix, matrices shared among threads) for
+float32, else in torch (`_chunk_step`, the C steps' reference).
 """
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
@@ -34,10 +35,23 @@ from torch.nn import functional as F
 
 from titans_cli.kernels.recurrence import RecurrenceResult
 
-try:  # the chunk steps in C (memory_cpu_native.c), built by `pip install` where a C compiler exists
-    from titans_cli.kernels import _memory_cpu_native as native
-except ImportError:  # built without a compiler: every step runs in torch
-    native = None
+
+def _native_module():
+    """The chunk steps in C (memory_cpu_native.c), built by `pip install` where a C compiler exists; None
+    where it was not built, or on an x86-64 CPU without the AVX2 and FMA it is built for (setup.py), and
+    every step then runs in torch."""
+    x86_64 = platform.machine().lower() in ("x86_64", "amd64")
+    if x86_64 and torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        return None
+    try:
+        from titans_cli.kernels import _memory_cpu_native
+
+        return _memory_cpu_native
+    except ImportError:
+        return None
+
+
+native = _native_module()
 
 # Weight-independent work runs on blocks of this many chunk × [B·H] matrices: enough to batch the
 # per-token recurrence of the coefficients, small enough that a block's operands stay in cache.
@@ -322,11 +336,6 @@ def memory_recurrence_cpu(
 _ONE_THREAD_WORK = 2**18
 
 
-# The C steps up to this many chunk × matrix rows per step: there the torch steps' fixed cost per
-# operation dominates, beyond it MKL's batched products beat the C kernel's (bench/native_steps.py).
-_C_STEP_ROWS = 256
-
-
 @contextmanager
 def _chunk_threads(matrices: int, work: int, c_steps: bool) -> Iterator[None]:
     """One intra-op thread for a small recurrence, else torch's own count.
@@ -359,8 +368,7 @@ def _run(q, k, v, theta, log_eta, log_keep, weights, momentum, chunk, grad_clip)
     y = q.new_empty(batch, heads, length, d_out)
     surprise = q.new_empty(batch, heads, length)
     hidden = weights[0].shape[-2]
-    c_steps = (native is not None and q.dtype == torch.float32 and n * chunk <= _C_STEP_ROWS
-               and len(weights) <= native.MAX_DEPTH)  # fmt: skip
+    c_steps = native is not None and q.dtype == torch.float32 and len(weights) <= native.MAX_DEPTH
     workers = min(n, torch.get_num_threads()) if c_steps else 1
     threads = ThreadPoolExecutor(workers - 1) if workers > 1 else nullcontext()
     with _chunk_threads(n, n * chunk * width * hidden, c_steps), threads as pool:

@@ -12,6 +12,7 @@
 #include <Python.h>
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,8 +62,8 @@ static inline v8 exp8(v8 x) {
 static float sigmoid1(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 /* s = σ(z), act = z·s and (if dact) σ'-of-SiLU = s + z·s·(1 − s), over `size` values. */
-static void silu_forward(const float *z, float *s, float *act, float *dact, long size) {
-    long i = 0;
+static void silu_forward(const float *z, float *s, float *act, float *dact, ptrdiff_t size) {
+    ptrdiff_t i = 0;
     for (; i + 8 <= size; i += 8) {
         v8 x = load8(z + i), sig = splat(1.0f) / (splat(1.0f) + exp8(-x)), a = x * sig;
         if (s) store8(s + i, sig);
@@ -86,41 +87,41 @@ typedef struct {
     float beta, b, e;
 } Decay;
 
-static inline v8 init8(Init init, const Decay *decay, const float *C, long ldc, int r, int j) {
+static inline v8 init8(Init init, const Decay *decay, const float *C, ptrdiff_t ldc, int r, int j) {
     if (init == ZERO) return splat(0.0f);
-    const float *c = C + (long)r * ldc + j;
+    const float *c = C + (ptrdiff_t)r * ldc + j;
     if (init == ADD) return load8(c);
-    if (r < decay->split) return splat(decay->beta) * load8(c) + splat(decay->b) * load8(c + (long)decay->split * ldc);
+    if (r < decay->split) return splat(decay->beta) * load8(c) + splat(decay->b) * load8(c + (ptrdiff_t)decay->split * ldc);
     return splat(decay->e) * load8(c);
 }
 
-static inline float init1(Init init, const Decay *decay, const float *C, long ldc, int r, int j) {
+static inline float init1(Init init, const Decay *decay, const float *C, ptrdiff_t ldc, int r, int j) {
     if (init == ZERO) return 0.0f;
-    const float *c = C + (long)r * ldc + j;
+    const float *c = C + (ptrdiff_t)r * ldc + j;
     if (init == ADD) return *c;
-    if (r < decay->split) return decay->beta * *c + decay->b * c[(long)decay->split * ldc];
+    if (r < decay->split) return decay->beta * *c + decay->b * c[(ptrdiff_t)decay->split * ldc];
     return decay->e * *c;
 }
 
 /* Rows r … r + rows − 1 (rows ≤ 4) by columns j … j + 8·vecs − 1 (vecs ≤ 3) of C = init + A·B, the
  * accumulators in registers. Inlined with constant sizes, so each shape is its own unrolled loop. */
 static inline __attribute__((always_inline)) void tile(int rows, int vecs, int r, int j, int K, const float *A,
-                                                        long ars, long acs, const float *B, long ldb, float *C,
-                                                        long ldc, Init init, const Decay *decay) {
+                                                        ptrdiff_t ars, ptrdiff_t acs, const float *B, ptrdiff_t ldb, float *C,
+                                                        ptrdiff_t ldc, Init init, const Decay *decay) {
     v8 c[4][3];
     for (int i = 0; i < rows; i++)
         for (int h = 0; h < vecs; h++) c[i][h] = init8(init, decay, C, ldc, r + i, j + 8 * h);
 #pragma GCC unroll 4
     for (int k = 0; k < K; k++) {
         v8 b[3];
-        for (int h = 0; h < vecs; h++) b[h] = load8(B + (long)k * ldb + j + 8 * h);
+        for (int h = 0; h < vecs; h++) b[h] = load8(B + (ptrdiff_t)k * ldb + j + 8 * h);
         for (int i = 0; i < rows; i++) {
-            v8 a = splat(A[(long)(r + i) * ars + (long)k * acs]);
+            v8 a = splat(A[(ptrdiff_t)(r + i) * ars + (ptrdiff_t)k * acs]);
             for (int h = 0; h < vecs; h++) c[i][h] += a * b[h];
         }
     }
     for (int i = 0; i < rows; i++)
-        for (int h = 0; h < vecs; h++) store8(C + (long)(r + i) * ldc + j + 8 * h, c[i][h]);
+        for (int h = 0; h < vecs; h++) store8(C + (ptrdiff_t)(r + i) * ldc + j + 8 * h, c[i][h]);
 }
 
 /* C[M×N] = init + A·B with A(r, k) = A[r·ars + k·acs] and B row-major [K×N]. Tiles of 4 rows × 24
@@ -128,8 +129,8 @@ static inline __attribute__((always_inline)) void tile(int rows, int vecs, int r
  * three B loads and four broadcasts feed twelve FMAs, and the K loop is unrolled by 4 (GCC leaves it
  * rolled otherwise): together 1.25–1.4× the 4 × 16 rolled tile over whole chunk steps (BENCHMARKS.md).
  * Rows are stored in order, so a DECAY init reads the Sᵀ rows before they are overwritten. */
-static void gemm(int M, int N, int K, const float *A, long ars, long acs, const float *B, long ldb, float *C,
-                 long ldc, Init init, const Decay *decay) {
+static void gemm(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t acs, const float *B, ptrdiff_t ldb, float *C,
+                 ptrdiff_t ldc, Init init, const Decay *decay) {
     int j = 0;
 #define STRIP(vecs)                                                                                   \
     do {                                                                                              \
@@ -144,14 +145,14 @@ static void gemm(int M, int N, int K, const float *A, long ars, long acs, const 
     for (int r = 0; r < M; r++)
         for (int c = j; c < N; c++) {
             float sum = init1(init, decay, C, ldc, r, c);
-            for (int k = 0; k < K; k++) sum += A[(long)r * ars + (long)k * acs] * B[(long)k * ldb + c];
-            C[(long)r * ldc + c] = sum;
+            for (int k = 0; k < K; k++) sum += A[(ptrdiff_t)r * ars + (ptrdiff_t)k * acs] * B[(ptrdiff_t)k * ldb + c];
+            C[(ptrdiff_t)r * ldc + c] = sum;
         }
 }
 
 /* Rows r … r + rows − 1 of A (rows ≤ 4) dotted with rows j … j + cols − 1 of B (cols ≤ 3), along K. */
 static inline __attribute__((always_inline)) void tile_nt(int rows, int cols, int r, int j, int K, const float *A,
-                                                           long lda, const float *B, long ldb, float *C, long ldc) {
+                                                           ptrdiff_t lda, const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc) {
     const int K8 = K - K % 8;
     v8 c[4][3];
     for (int i = 0; i < rows; i++)
@@ -159,23 +160,23 @@ static inline __attribute__((always_inline)) void tile_nt(int rows, int cols, in
 #pragma GCC unroll 2
     for (int k = 0; k < K8; k += 8) {
         v8 b[3];
-        for (int h = 0; h < cols; h++) b[h] = load8(B + (long)(j + h) * ldb + k);
+        for (int h = 0; h < cols; h++) b[h] = load8(B + (ptrdiff_t)(j + h) * ldb + k);
         for (int i = 0; i < rows; i++) {
-            v8 a = load8(A + (long)(r + i) * lda + k);
+            v8 a = load8(A + (ptrdiff_t)(r + i) * lda + k);
             for (int h = 0; h < cols; h++) c[i][h] += a * b[h];
         }
     }
     for (int i = 0; i < rows; i++)
         for (int h = 0; h < cols; h++) {
             float sum = hsum(c[i][h]);
-            for (int k = K8; k < K; k++) sum += A[(long)(r + i) * lda + k] * B[(long)(j + h) * ldb + k];
-            C[(long)(r + i) * ldc + j + h] = sum;
+            for (int k = K8; k < K; k++) sum += A[(ptrdiff_t)(r + i) * lda + k] * B[(ptrdiff_t)(j + h) * ldb + k];
+            C[(ptrdiff_t)(r + i) * ldc + j + h] = sum;
         }
 }
 
 /* C[M×N] = A·Bᵀ for row-major A [M×K] and B [N×K]: dot products along K, 4 rows of A by 3 of B (12
  * accumulators, as in `gemm`). */
-static void gemm_nt(int M, int N, int K, const float *A, long lda, const float *B, long ldb, float *C, long ldc) {
+static void gemm_nt(int M, int N, int K, const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc) {
     int r = 0;
     for (; r + 4 <= M; r += 4) {
         int j = 0;
@@ -189,9 +190,9 @@ static void gemm_nt(int M, int N, int K, const float *A, long lda, const float *
     }
 }
 
-static float dot(const float *a, const float *b, long size) {
+static float dot(const float *a, const float *b, ptrdiff_t size) {
     v8 acc = splat(0.0f);
-    long i = 0;
+    ptrdiff_t i = 0;
     for (; i + 8 <= size; i += 8) acc += load8(a + i) * load8(b + i);
     float sum = hsum(acc);
     for (; i < size; i++) sum += a[i] * b[i];
@@ -218,34 +219,34 @@ typedef struct {
  * when `commit`. Row t of acc is [−c_{t,0..C−1} | b_t]. */
 static void chunk_step(Step *st, const ChunkOperands *op, int commit) {
     const int L = st->depth, T = st->chunk, *d = st->dims;
-    const long ld_acc = T + 1;
+    const ptrdiff_t ld_acc = T + 1;
 
     /* Forward at M₀ on the keys: z^l = a^{l−1} W^{lᵀ}, SiLU and σ' of the hidden pre-activations. */
     const float *a = op->k;
     for (int l = 0; l < L - 1; l++) {
         gemm(T, d[l + 1], d[l], a, d[l], 1, st->ws[l], d[l + 1], st->z, d[l + 1], ZERO, NULL);
-        silu_forward(st->z, NULL, st->act[l], st->dact[l], (long)T * d[l + 1]);
+        silu_forward(st->z, NULL, st->act[l], st->dact[l], (ptrdiff_t)T * d[l + 1]);
         a = st->act[l];
     }
     gemm(T, d[L], d[L - 1], a, d[L - 1], 1, st->ws[L - 1], d[L], st->z_out, d[L], ZERO, NULL);
 
     /* Backward of ½‖M₀(k) − v‖² by hand: δ^L = M₀(k) − v, δ^l = (δ^{l+1} W^{l+1}) ⊙ σ'(z^l). */
     float *last = st->delta[L - 1];
-    for (long i = 0; i < (long)T * d[L]; i++) last[i] = st->z_out[i] - op->v[i];
-    for (int t = 0; t < T; t++) op->surprise[t] = dot(last + (long)t * d[L], last + (long)t * d[L], d[L]);
+    for (ptrdiff_t i = 0; i < (ptrdiff_t)T * d[L]; i++) last[i] = st->z_out[i] - op->v[i];
+    for (int t = 0; t < T; t++) op->surprise[t] = dot(last + (ptrdiff_t)t * d[L], last + (ptrdiff_t)t * d[L], d[L]);
     for (int l = L - 2; l >= 0; l--) {
         gemm_nt(T, d[l + 1], d[l + 2], st->delta[l + 1], d[l + 2], st->ws[l + 1], d[l + 2], st->delta[l], d[l + 1]);
-        for (long i = 0; i < (long)T * d[l + 1]; i++) st->delta[l][i] *= st->dact[l][i];
+        for (ptrdiff_t i = 0; i < (ptrdiff_t)T * d[l + 1]; i++) st->delta[l][i] *= st->dact[l][i];
     }
 
     /* Gradient clip (`_clip`): ‖u_t‖²/τ² = Σ_l ‖δ_t^l‖² ‖a_t^{l−1}‖²/τ², each δ_t scaled by rsqrt(max(1, ·)). */
     if (st->grad_clip != 0.0f) {
         const float inv_sq = 1.0f / (st->grad_clip * st->grad_clip);
         for (int t = 0; t < T; t++) {
-            float first = L == 1 ? op->surprise[t] : dot(st->delta[0] + (long)t * d[1], st->delta[0] + (long)t * d[1], d[1]);
+            float first = L == 1 ? op->surprise[t] : dot(st->delta[0] + (ptrdiff_t)t * d[1], st->delta[0] + (ptrdiff_t)t * d[1], d[1]);
             float sum = first * op->key_norm[t];
             for (int l = 1; l < L; l++) {
-                const float *dl = st->delta[l] + (long)t * d[l + 1], *al = st->act[l - 1] + (long)t * d[l];
+                const float *dl = st->delta[l] + (ptrdiff_t)t * d[l + 1], *al = st->act[l - 1] + (ptrdiff_t)t * d[l];
                 float sq = l == L - 1 ? op->surprise[t] : dot(dl, dl, d[l + 1]);
                 sum += sq * dot(al, al, d[l]) * inv_sq;
             }
@@ -253,7 +254,7 @@ static void chunk_step(Step *st, const ChunkOperands *op, int commit) {
         }
         for (int l = 0; l < L; l++)
             for (int t = 0; t < T; t++)
-                for (int i = 0; i < d[l + 1]; i++) st->delta[l][(long)t * d[l + 1] + i] *= st->norm_sq[t];
+                for (int i = 0; i < d[l + 1]; i++) st->delta[l][(ptrdiff_t)t * d[l + 1] + i] *= st->norm_sq[t];
     }
 
     /* Retrieval y_t = M_t(q_t) (SPEC 2b): per layer [β⊙r | b⊙r] @ [Wᵀ; Sᵀ] + (−c⊙(r aᵀ)) @ δ. */
@@ -263,12 +264,12 @@ static void chunk_step(Step *st, const ChunkOperands *op, int commit) {
     for (int l = 1; l < L; l++) {
         const int h = d[l];
         float *r = st->z; /* SiLU of the previous layer's read; z is free again */
-        silu_forward(out, NULL, r, NULL, (long)T * h);
+        silu_forward(out, NULL, r, NULL, (ptrdiff_t)T * h);
         for (int t = 0; t < T; t++) {
             const float beta = op->beta[t], b = op->acc[t * ld_acc + T];
             for (int i = 0; i < h; i++) {
-                st->left[(long)t * 2 * h + i] = r[(long)t * h + i] * beta;
-                st->left[(long)t * 2 * h + h + i] = r[(long)t * h + i] * b;
+                st->left[(ptrdiff_t)t * 2 * h + i] = r[(ptrdiff_t)t * h + i] * beta;
+                st->left[(ptrdiff_t)t * 2 * h + h + i] = r[(ptrdiff_t)t * h + i] * b;
             }
         }
         gemm_nt(T, T, h, r, h, st->act[l - 1], h, st->gram, T);
@@ -289,9 +290,9 @@ static void chunk_step(Step *st, const ChunkOperands *op, int commit) {
             const int h = d[l];
             for (int t = 0; t < T; t++)
                 for (int i = 0; i < h; i++) {
-                    const float x = st->act[l - 1][(long)t * h + i];
-                    st->scaled[(long)t * 2 * h + i] = x * neg_c_end[t];
-                    st->scaled[(long)t * 2 * h + h + i] = x * op->neg_m[t];
+                    const float x = st->act[l - 1][(ptrdiff_t)t * h + i];
+                    st->scaled[(ptrdiff_t)t * 2 * h + i] = x * neg_c_end[t];
+                    st->scaled[(ptrdiff_t)t * 2 * h + h + i] = x * op->neg_m[t];
                 }
             scaled = st->scaled;
         }
@@ -331,33 +332,33 @@ static PyObject *steps(PyObject *Py_UNUSED(self), PyObject *args) {
     if (PyErr_Occurred()) return NULL;
 
     const int *d = st.dims;
-    long size = (long)T * (widest + d[L] + 2 * 2 * widest + T + 1); /* z, z_out, left, scaled, gram, norm_sq */
-    for (int l = 0; l < L; l++) size += (long)T * d[l + 1] * (l < L - 1 ? 4 : 1);
+    ptrdiff_t size = (ptrdiff_t)T * (widest + d[L] + 2 * 2 * widest + T + 1); /* z, z_out, left, scaled, gram, norm_sq */
+    for (int l = 0; l < L; l++) size += (ptrdiff_t)T * d[l + 1] * (l < L - 1 ? 4 : 1);
     float *scratch = malloc(sizeof(float) * size);
     if (!scratch) return PyErr_NoMemory();
     float *p = scratch;
     for (int l = 0; l < L; l++) {
-        st.delta[l] = p, p += (long)T * d[l + 1];
+        st.delta[l] = p, p += (ptrdiff_t)T * d[l + 1];
         if (l < L - 1) {
-            st.act[l] = p, p += (long)T * d[l + 1];
-            st.dact[l] = p, p += (long)T * d[l + 1];
-            st.read[l] = p, p += (long)T * d[l + 1];
+            st.act[l] = p, p += (ptrdiff_t)T * d[l + 1];
+            st.dact[l] = p, p += (ptrdiff_t)T * d[l + 1];
+            st.read[l] = p, p += (ptrdiff_t)T * d[l + 1];
         }
     }
-    st.z = p, p += (long)T * widest;
-    st.z_out = p, p += (long)T * d[L];
-    st.left = p, p += (long)T * 2 * widest;
-    st.scaled = p, p += (long)T * 2 * widest;
-    st.gram = p, p += (long)T * T;
+    st.z = p, p += (ptrdiff_t)T * widest;
+    st.z_out = p, p += (ptrdiff_t)T * d[L];
+    st.left = p, p += (ptrdiff_t)T * 2 * widest;
+    st.scaled = p, p += (ptrdiff_t)T * 2 * widest;
+    st.gram = p, p += (ptrdiff_t)T * T;
     st.norm_sq = p;
 
     /* Elements per chunk row of each operand, in the order of `operands`. */
-    const long row[12] = {(long)T * d[0], (long)T * d[L], T, (long)T * 2 * d[0], (long)T * T, (long)T * 2 * d[0],
-                          (long)T * (T + 1), T, T, T, (long)T * d[L], T};
+    const ptrdiff_t row[12] = {(ptrdiff_t)T * d[0], (ptrdiff_t)T * d[L], T, (ptrdiff_t)T * 2 * d[0], (ptrdiff_t)T * T, (ptrdiff_t)T * 2 * d[0],
+                          (ptrdiff_t)T * (T + 1), T, T, T, (ptrdiff_t)T * d[L], T};
     Py_BEGIN_ALLOW_THREADS
     for (int j = 0; j < count; j++) {
         float *at[12];
-        for (int i = 0; i < 12; i++) at[i] = base[i] + (long)j * stride * row[i];
+        for (int i = 0; i < 12; i++) at[i] = base[i] + (ptrdiff_t)j * stride * row[i];
         ChunkOperands op = {at[0], at[1], at[2], at[3], at[4], at[5], at[6], at[7], at[8], at[9], at[10], at[11]};
         chunk_step(&st, &op, j < commits);
     }

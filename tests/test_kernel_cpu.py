@@ -250,18 +250,25 @@ def test_c_steps_over_blocks_and_calls_match_one_torch_call(monkeypatch, chunks_
     assert relative_error(joined, torch_steps) <= 1e-4
 
 
-def test_large_steps_and_float64_stay_in_torch(monkeypatch):
-    """Past _C_STEP_ROWS chunk × matrix rows (and for float64) the torch steps run, not the C ones."""
+def test_float64_steps_stay_in_torch(monkeypatch):
+    """The C steps are float32: a float64 recurrence steps in torch (`_chunk_step`), a float32 one does not."""
     called = []
     monkeypatch.setattr(memory_cpu, "_chunk_step", lambda *a: called.append(1))
     args = random_inputs(1, 8, seed=1, batch=1, heads=2, dtype=torch.float32)
-    monkeypatch.setattr(memory_cpu, "_C_STEP_ROWS", 15)
     with torch.no_grad():
         memory_recurrence_cpu(*args, chunk_size=8)
-        assert called == [1]
-        monkeypatch.setattr(memory_cpu, "_C_STEP_ROWS", 16)
-        memory_recurrence_cpu(*args, chunk_size=8)
-        assert called == [1]
+        assert called == []
         memory_recurrence_cpu(*(x.double() for x in args[:6]), [w.double() for w in args[6]],
                               [s.double() for s in args[7]], chunk_size=8)  # fmt: skip
-    assert called == [1, 1]
+    assert called == [1]
+
+
+def test_no_c_steps_on_an_x86_cpu_without_avx2(monkeypatch):
+    """On x86-64 the extension is built for AVX2 and FMA (setup.py): where torch finds no AVX2, it is not
+    imported (its first vector instruction would kill the process) and the steps run in torch."""
+    assert memory_cpu._native_module() is memory_cpu.native  # this machine: built and runnable
+    monkeypatch.setattr(memory_cpu.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")
+    assert memory_cpu._native_module() is None
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert memory_cpu._native_module() is memory_cpu.native
