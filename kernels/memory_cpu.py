@@ -153,14 +153,16 @@ def _move(span: Tensor, chunks: Tensor, offset: int, chunk: int, into_chunks: bo
 
 
 class _Plan:
-    """Per-chunk buffers, allocated once per call: per layer ws = [Wᵀ; Sᵀ] and δ, and the scratch.
+    """Per-call buffers, allocated once per call: per layer ws = [Wᵀ; Sᵀ] and, for the torch steps, δ
+    and the per-chunk scratch (the C steps keep their own).
 
     Views into them are made here too, once, because slicing costs about as much as a small op.
     """
 
-    def __init__(self, ref: Tensor, weights: list[Tensor], momentum: list[Tensor], n: int, chunk: int):
+    def __init__(self, ref: Tensor, weights: list[Tensor], momentum: list[Tensor], n: int, chunk: int,
+                 torch_steps: bool):  # fmt: skip
         self.depth = len(weights)
-        self.ws, self.w, self.s, self.delta = [], [], [], []
+        self.ws, self.w, self.s = [], [], []
         for w, s in zip(weights, momentum):
             d_out, d_in = w.shape[-2:]
             ws = ref.new_empty(n, 2 * d_in, d_out)
@@ -169,7 +171,11 @@ class _Plan:
             self.ws.append(ws)
             self.w.append(ws[:, :d_in])  # Wᵀ
             self.s.append(ws[:, d_in:])  # Sᵀ
-            self.delta.append(ref.new_empty(n, chunk, d_out))
+        if torch_steps:
+            self._scratch(ref, weights, n, chunk)
+
+    def _scratch(self, ref: Tensor, weights: list[Tensor], n: int, chunk: int) -> None:
+        self.delta = [ref.new_empty(n, chunk, w.shape[-2]) for w in weights]
         self.w_t = [w.transpose(1, 2) for w in self.w]
         self.z_out = ref.new_empty(n, chunk, weights[-1].shape[-2])  # last pre-activation on the keys
         hidden = [w.shape[-2] for w in weights[:-1]]
@@ -363,12 +369,12 @@ def _run(q, k, v, theta, log_eta, log_keep, weights, momentum, chunk, grad_clip)
     n, d_out = batch * heads, weights[-1].shape[-2]
     n_chunks, full = -(-length // chunk), length // chunk
     group = min(max(1, _BLOCK_MATRICES // n), n_chunks)
-    plan = _Plan(q, weights, momentum, n, chunk)
-    block = _Block(q, group, n, chunk, width, d_out, grad_clip)
     y = q.new_empty(batch, heads, length, d_out)
     surprise = q.new_empty(batch, heads, length)
     hidden = weights[0].shape[-2]
     c_steps = native is not None and q.dtype == torch.float32 and len(weights) <= native.MAX_DEPTH
+    plan = _Plan(q, weights, momentum, n, chunk, torch_steps=not c_steps)
+    block = _Block(q, group, n, chunk, width, d_out, grad_clip)
     workers = min(n, torch.get_num_threads()) if c_steps else 1
     threads = ThreadPoolExecutor(workers - 1) if workers > 1 else nullcontext()
     with _chunk_threads(n, n * chunk * width * hidden, c_steps), threads as pool:
