@@ -37,11 +37,13 @@ from titans_cli.kernels.recurrence import RecurrenceResult
 
 
 def _native_module():
-    """The chunk steps in C (memory_cpu_native.c), built by `pip install` where a C compiler exists; None
-    where it was not built, or on an x86-64 CPU without the AVX2 and FMA it is built for (setup.py), and
-    every step then runs in torch."""
-    x86_64 = platform.machine().lower() in ("x86_64", "amd64")
-    if x86_64 and torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+    """The chunk steps in C (memory_cpu_native.c), built by `pip install` on x86-64 where a C compiler
+    exists (setup.py); None where it was not built or the CPU lacks the AVX2 and FMA it is built for, and
+    every step then runs in torch. Other architectures step in torch: the C steps are unmeasured there,
+    and a 128-bit build for x86-64 (SSE2) was slower than the torch steps."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return None
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
         return None
     try:
         from titans_cli.kernels import _memory_cpu_native

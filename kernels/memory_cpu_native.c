@@ -4,8 +4,8 @@
  * tokens costs some 35 small ATen operations whose fixed cost is most of the step, and its 8-row
  * matmuls run at about half of MKL's large-matrix rate. Here a whole block of chunks is one
  * call with the GIL released, so Python threads can step different matrices at once, and every product
- * is a register-tiled loop over GCC/Clang vector types (no intrinsics: the same source builds for AVX2
- * or NEON). float32 only; memory_cpu.py prepares the weight-independent operands and keeps the state
+ * is a register-tiled loop over GCC/Clang vector types (no intrinsics; built for AVX2
+ * and FMA, setup.py). float32 only; memory_cpu.py prepares the weight-independent operands and keeps the state
  * [Wᵀ; Sᵀ] per layer exactly as its torch step does.
  */
 #define PY_SSIZE_T_CLEAN
@@ -16,6 +16,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if !defined(__x86_64__) || !defined(__AVX2__) || !defined(__FMA__)
+/* A build for anything else would be imported where it is slower than the torch steps, or not at all. */
+#error "memory_cpu_native.c is built for x86-64 with -mavx2 -mfma (setup.py)"
+#endif
 
 #define MAX_DEPTH 8
 

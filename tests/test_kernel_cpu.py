@@ -193,9 +193,10 @@ def c_and_torch_steps(monkeypatch, args, **kwargs):
 
 @pytest.mark.parametrize("depth", [1, 2, 4])
 @pytest.mark.parametrize("chunk", [1, 7, 8, 16])
-# 6, 9, 10: columns past the 16-wide tiles, dots past 8 lanes, odd sizes; 10 and hidden 20 split a 4-row
-# tile between Wᵀ and Sᵀ rows in the commit; 64: whole tiles only.
-@pytest.mark.parametrize("width", [6, 9, 10, 64])
+# 6, 9, 10: columns past the 8-wide strips, dots past 8 lanes, odd sizes; 10 and hidden 20 split a 4-row
+# tile between Wᵀ and Sᵀ rows in the commit; 13, hidden 26: a 24-wide strip, then single columns; 64,
+# hidden 128: 24-, 16- and 8-wide strips, no single columns.
+@pytest.mark.parametrize("width", [6, 9, 10, 13, 64])
 @pytest.mark.parametrize("clip", [0.0, 0.5])
 def test_c_steps_match_torch_steps(monkeypatch, depth, chunk, width, clip):
     """45 tokens: whole chunks committed and a partial last one read, over 2 × 3 matrices. Smaller steps
@@ -263,12 +264,14 @@ def test_float64_steps_stay_in_torch(monkeypatch):
     assert called == [1]
 
 
-def test_no_c_steps_on_an_x86_cpu_without_avx2(monkeypatch):
-    """On x86-64 the extension is built for AVX2 and FMA (setup.py): where torch finds no AVX2, it is not
-    imported (its first vector instruction would kill the process) and the steps run in torch."""
+def test_c_steps_only_on_x86_64_with_avx2(monkeypatch):
+    """The extension is built for AVX2 and FMA (setup.py): where torch finds no AVX2 it is not imported (its
+    first vector instruction would kill the process), nor on other architectures, and the steps run in torch."""
     assert memory_cpu._native_module() is memory_cpu.native  # this machine: built and runnable
     monkeypatch.setattr(memory_cpu.platform, "machine", lambda: "x86_64")
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")
     assert memory_cpu._native_module() is None
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
     assert memory_cpu._native_module() is memory_cpu.native
+    monkeypatch.setattr(memory_cpu.platform, "machine", lambda: "aarch64")  # built there, not yet measured
+    assert memory_cpu._native_module() is None
