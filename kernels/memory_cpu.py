@@ -63,11 +63,12 @@ _BLOCK_MATRICES = 128
 class _Block:
     """Chunk-major operands of up to `g` chunks: inputs, gate coefficients and first-layer operands.
 
-    Allocated once per call and refilled per block with out= ops; `chunks[j]` holds chunk j's views,
-    also made once.
+    Allocated once per call and refilled per block with out= ops; for the torch steps `chunks[j]` holds
+    chunk j's views, also made once (the C steps take addresses instead, and a block's views cost ms).
     """
 
-    def __init__(self, ref: Tensor, g: int, n: int, chunk: int, width: int, d_out: int, grad_clip: float):
+    def __init__(self, ref: Tensor, g: int, n: int, chunk: int, width: int, d_out: int, grad_clip: float,
+                 torch_steps: bool):  # fmt: skip
         m = g * n
         self.n, self.chunk, self.width, self.grad_clip = n, chunk, width, grad_clip
         self.q, self.k, self.v = (ref.new_empty(m, chunk, width) for _ in range(3))
@@ -81,6 +82,11 @@ class _Block:
         self.key_norm = ref.new_empty(m, chunk)  # ‖k‖²/τ², for gradient clipping
         self.y = ref.new_empty(g, n, chunk, d_out)
         self.surprise = ref.new_empty(g, n, chunk)
+        if torch_steps:
+            self._chunk_views()
+
+    def _chunk_views(self) -> None:
+        n, chunk = self.n, self.chunk
         neg_c, b = self.acc[..., :chunk], self.acc[..., chunk:]
         views = {
             "k": self.k, "v": self.v, "key_norm": self.key_norm, "left1": self.left1, "neg_a1": self.neg_a1,
@@ -376,7 +382,7 @@ def _run(q, k, v, theta, log_eta, log_keep, weights, momentum, chunk, grad_clip)
     hidden = weights[0].shape[-2]
     c_steps = native is not None and q.dtype == torch.float32 and len(weights) <= native.MAX_DEPTH
     plan = _Plan(q, weights, momentum, n, chunk, torch_steps=not c_steps)
-    block = _Block(q, group, n, chunk, width, d_out, grad_clip)
+    block = _Block(q, group, n, chunk, width, d_out, grad_clip, torch_steps=not c_steps)
     workers = min(n, torch.get_num_threads()) if c_steps else 1
     threads = ThreadPoolExecutor(workers - 1) if workers > 1 else nullcontext()
     with _chunk_threads(n, n * chunk * width * hidden, c_steps), threads as pool:
