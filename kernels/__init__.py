@@ -8,7 +8,12 @@ Each fast form sits beside the reference it is tested against:
     memory_cpu_native.c   memory_cpu.py's chunk steps in C, beside their torch version there
     memory_triton.py      one Triton program per stream and head (inference on CUDA)
 
-`memory_recurrence` picks one per call; `TITANS_KERNEL=torch|cpu|triton` forces a choice.
+and the memory's conv and SiLU before the recurrence:
+
+    causal_conv.py        the torch taps form (differentiable) and its C fast path, causal_conv_native.c
+
+`memory_recurrence` and `causal_conv_silu` pick one per call; `TITANS_KERNEL=torch|cpu|triton` forces a
+choice (torch: the plain torch forms throughout).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import os
 import torch
 from torch import Tensor
 
+from titans_cli.kernels.causal_conv import causal_conv_silu_native, causal_conv_silu_reference, native_supports
 from titans_cli.kernels.memory_chunked import memory_recurrence_chunked
 from titans_cli.kernels.memory_cpu import memory_recurrence_cpu
 from titans_cli.kernels.memory_mlp import mlp_forward
@@ -97,8 +103,17 @@ def memory_read(weights: list[Tensor], queries: Tensor) -> Tensor:
     return mlp_forward(weights, queries)
 
 
+def causal_conv_silu(x: Tensor, weight: Tensor) -> Tensor:
+    """SiLU of the memory's causal depthwise conv (kernels/causal_conv.py): in C for CPU inference in
+    float32, unless TITANS_KERNEL=torch; else the torch taps form."""
+    if kernel_choice() != "torch" and native_supports(x, weight):
+        return causal_conv_silu_native(x, weight)
+    return causal_conv_silu_reference(x, weight)
+
+
 __all__ = [
     "RecurrenceResult",
+    "causal_conv_silu",
     "kernel_choice",
     "memory_read",
     "memory_recurrence",

@@ -5,8 +5,9 @@ matmuls are small (C × d × e·d per head), so time goes as much to the glue be
 arithmetic; this file removes the glue:
 
 - Everything that does not depend on the memory weights is computed for a block of chunks at once:
-  the gate coefficients c, β, b, m (SPEC 2b) and, since the first layer reads the raw queries and
-  keys, that layer's retrieval and update operands [β⊙q | b⊙q], −c⊙(q kᵀ), [c_end⊙k | m⊙k].
+  the gate coefficients c, β, b, m (SPEC 2b) and, for the torch steps, since the first layer reads the
+  raw queries and keys, that layer's retrieval and update operands [β⊙q | b⊙q], −c⊙(q kᵀ),
+  [c_end⊙k | m⊙k] (the C steps form them chunk by chunk, in cache, on all threads).
 - Per layer the state is one buffer [Wᵀ; Sᵀ] of shape [2·d_in, d_out], so the dual form
 
       W_t z = β_t W₀ z + b_t S₀ z − Σ_{i≤t} c_{t,i} δ_i (a_i · z)
@@ -24,36 +25,15 @@ float32, else in torch (`_chunk_step`, the C steps' reference).
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from titans_cli.kernels.native import native, run_parts
 from titans_cli.kernels.recurrence import RecurrenceResult
-
-
-def _native_module():
-    """The chunk steps in C (memory_cpu_native.c), built by `pip install` on x86-64 where a C compiler
-    exists (setup.py); None where it was not built or the CPU lacks the AVX2 and FMA it is built for, and
-    every step then runs in torch. Other architectures step in torch: the C steps are unmeasured there,
-    and a 128-bit build for x86-64 (SSE2) was slower than the torch steps."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return None
-    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
-        return None
-    try:
-        from titans_cli.kernels import _memory_cpu_native
-
-        return _memory_cpu_native
-    except ImportError:
-        return None
-
-
-native = _native_module()
 
 # Weight-independent work runs on blocks of this many chunk × [B·H] matrices: enough to batch the
 # per-token recurrence of the coefficients, small enough that a block's operands stay in cache.
@@ -61,7 +41,8 @@ _BLOCK_MATRICES = 128
 
 
 class _Block:
-    """Chunk-major operands of up to `g` chunks: inputs, gate coefficients and first-layer operands.
+    """Chunk-major operands of up to `g` chunks: inputs, gate coefficients and the torch steps' first-layer
+    operands.
 
     Allocated once per call and refilled per block with out= ops; for the torch steps `chunks[j]` holds
     chunk j's views, also made once (the C steps take addresses instead, and a block's views cost ms).
@@ -76,17 +57,20 @@ class _Block:
         self.cum = ref.new_empty(2, m, chunk)  # log E_t, log β_t
         self.e, self.keep, self.beta, self.neg_m = (ref.new_empty(m, chunk) for _ in range(4))
         self.acc = ref.new_empty(m, chunk, chunk + 1)  # [−c | b], see `coefficients`
-        self.left1 = ref.new_empty(m, chunk, 2 * width)  # [β⊙q | b⊙q]
-        self.neg_a1 = ref.new_empty(m, chunk, chunk)  # −c⊙(q kᵀ)
-        self.scaled1 = ref.new_empty(m, chunk, 2 * width)  # [−c_end⊙k | −m⊙k]
         self.key_norm = ref.new_empty(m, chunk)  # ‖k‖²/τ², for gradient clipping
         self.y = ref.new_empty(g, n, chunk, d_out)
         self.surprise = ref.new_empty(g, n, chunk)
+        self.torch_steps = torch_steps
         if torch_steps:
-            self._chunk_views()
+            self._first_layer_operands(m)
 
-    def _chunk_views(self) -> None:
-        n, chunk = self.n, self.chunk
+    def _first_layer_operands(self, m: int) -> None:
+        """The torch steps' first-layer operands, batched over the block (the C steps form them per chunk
+        from q and k, where they stay in cache), and each chunk's views of them."""
+        n, chunk, width = self.n, self.chunk, self.width
+        self.left1 = self.q.new_empty(m, chunk, 2 * width)  # [β⊙q | b⊙q]
+        self.neg_a1 = self.q.new_empty(m, chunk, chunk)  # −c⊙(q kᵀ)
+        self.scaled1 = self.q.new_empty(m, chunk, 2 * width)  # [−c_end⊙k | −m⊙k]
         neg_c, b = self.acc[..., :chunk], self.acc[..., chunk:]
         views = {
             "k": self.k, "v": self.v, "key_norm": self.key_norm, "left1": self.left1, "neg_a1": self.neg_a1,
@@ -105,13 +89,15 @@ class _Block:
             _move(src, dst[:m], start * self.chunk, self.chunk, into_chunks=True)
         self.coefficients(m)
         q, k, neg_c, b = self.q[:m], self.k[:m], self.acc[:m, :, :-1], self.acc[:m, :, -1:]
+        if self.grad_clip:
+            torch.linalg.vecdot(k, k, out=self.key_norm[:m]).div_(self.grad_clip**2)
+        if not self.torch_steps:
+            return
         torch.mul(q, self.beta[:m, :, None], out=self.left1[:m, :, :w])
         torch.mul(q, b, out=self.left1[:m, :, w:])
         torch.bmm(q, k.transpose(1, 2), out=self.neg_a1[:m]).mul_(neg_c)
         torch.mul(k, neg_c[:, -1, :, None], out=self.scaled1[:m, :, :w])
         torch.mul(k, self.neg_m[:m, :, None], out=self.scaled1[:m, :, w:])
-        if self.grad_clip:
-            torch.linalg.vecdot(k, k, out=self.key_norm[:m]).div_(self.grad_clip**2)
 
     def coefficients(self, m: int) -> None:
         """Gate coefficients of the first m chunk × [B·H] rows (SPEC 2b).
@@ -289,27 +275,22 @@ def _chunk_step(
         plan.ws[layer].baddbmm_(scaled_t, delta[layer])
 
 
-def _native_stepper(
-    plan: _Plan, block: _Block, pool: ThreadPoolExecutor | None, workers: int
-) -> Callable[[int, int], None]:
+def _native_stepper(plan: _Plan, block: _Block, workers: int) -> Callable[[int, int], None]:
     """`steps(count, commits)`: the block's first `count` chunk steps in C (the first `commits` committed),
-    its matrices split between this thread and `workers` − 1 of the pool (the C steps run without the
-    GIL). The buffers live for the whole call, so their addresses are taken once, here."""
+    its matrices split among `workers` threads (`run_parts`; the C steps run without the GIL). The buffers
+    live for the whole call, so their addresses are taken once, here."""
     dims = (plan.w[0].shape[1], *(w.shape[2] for w in plan.w))
-    operands = [block.k, block.v, block.key_norm, block.left1, block.neg_a1, block.scaled1, block.acc, block.beta,
-                block.neg_m, block.e, block.y[0], block.surprise[0]]  # fmt: skip
+    operands = [block.q, block.k, block.v, block.key_norm, block.acc, block.beta, block.neg_m, block.e, block.y[0],
+                block.surprise[0]]  # fmt: skip
     addresses = [(tuple(ws[i].data_ptr() for ws in plan.ws), tuple(x[i].data_ptr() for x in operands))
                  for i in range(block.n)]  # fmt: skip
 
-    def run(matrices: range, count: int, commits: int) -> None:
-        for i in matrices:
-            native.steps(dims, block.chunk, block.grad_clip, *addresses[i], block.n, count, commits)
-
     def steps(count: int, commits: int) -> None:
-        others = [pool.submit(run, range(i, block.n, workers), count, commits) for i in range(1, workers)]
-        run(range(0, block.n, workers), count, commits)
-        for part in others:
-            part.result()
+        def part(first: int) -> None:
+            for i in range(first, block.n, workers):
+                native.steps(dims, block.chunk, block.grad_clip, *addresses[i], block.n, count, commits)
+
+        run_parts(part, workers)
 
     return steps
 
@@ -383,10 +364,9 @@ def _run(q, k, v, theta, log_eta, log_keep, weights, momentum, chunk, grad_clip)
     c_steps = native is not None and q.dtype == torch.float32 and len(weights) <= native.MAX_DEPTH
     plan = _Plan(q, weights, momentum, n, chunk, torch_steps=not c_steps)
     block = _Block(q, group, n, chunk, width, d_out, grad_clip, torch_steps=not c_steps)
-    workers = min(n, torch.get_num_threads()) if c_steps else 1
-    threads = ThreadPoolExecutor(workers - 1) if workers > 1 else nullcontext()
-    with _chunk_threads(n, n * chunk * width * hidden, c_steps), threads as pool:
-        native_steps = _native_stepper(plan, block, pool, workers) if c_steps else None
+    workers = min(n, torch.get_num_threads())
+    with _chunk_threads(n, n * chunk * width * hidden, c_steps):
+        native_steps = _native_stepper(plan, block, workers) if c_steps else None
         for start in range(0, n_chunks, group):
             stop = min(start + group, n_chunks)
             block.fill(q, k, v, theta, log_eta, log_keep, start, stop)

@@ -17,52 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if !defined(__x86_64__) || !defined(__AVX2__) || !defined(__FMA__)
-/* A build for anything else would be imported where it is slower than the torch steps, or not at all. */
-#error "memory_cpu_native.c is built for x86-64 with -mavx2 -mfma (setup.py)"
-#endif
+#include "vec8.h"
 
 #define MAX_DEPTH 8
-
-typedef float v8 __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
-typedef uint32_t v8u __attribute__((vector_size(32)));
-
-static inline v8 load8(const float *p) {
-    v8 x;
-    memcpy(&x, p, sizeof x);
-    return x;
-}
-
-static inline void store8(float *p, v8 x) { memcpy(p, &x, sizeof x); }
-
-static inline v8 splat(float x) { return (v8){x, x, x, x, x, x, x, x}; }
-
-static inline v8 select8(v8i mask, v8 a, v8 b) { return (v8)((mask & (v8i)a) | (~mask & (v8i)b)); }
-
-static inline float hsum(v8 x) {
-    return ((x[0] + x[4]) + (x[1] + x[5])) + ((x[2] + x[6]) + (x[3] + x[7]));
-}
-
-/* exp on 8 lanes: x = n·ln2 + r with |r| ≤ ln2/2, a degree-6 polynomial for e^r, 2^n from the
- * exponent bits (Cephes' expf scheme, about 1 ulp). Inputs are clamped to ±88, where float32 ends. */
-static inline v8 exp8(v8 x) {
-    x = select8(x > splat(88.0f), splat(88.0f), x);
-    x = select8(x < splat(-88.0f), splat(-88.0f), x);
-    v8 y = x * splat(1.44269504088896341f) + splat(0.5f);
-    v8i n = __builtin_convertvector(y, v8i);
-    n += (v8i)(__builtin_convertvector(n, v8) > y); /* truncation → floor */
-    v8 fn = __builtin_convertvector(n, v8);
-    v8 r = x - fn * splat(0.693359375f) + fn * splat(2.12194440e-4f);
-    v8 p = splat(1.9875691500e-4f);
-    p = p * r + splat(1.3981999507e-3f);
-    p = p * r + splat(8.3334519073e-3f);
-    p = p * r + splat(4.1665795894e-2f);
-    p = p * r + splat(1.6666665459e-1f);
-    p = p * r + splat(5.0000001201e-1f);
-    p = p * r * r + r + splat(1.0f);
-    return p * (v8)((v8u)(n + 127) << 23);
-}
 
 static float sigmoid1(float x) { return 1.0f / (1.0f + expf(-x)); }
 
@@ -70,7 +27,7 @@ static float sigmoid1(float x) { return 1.0f / (1.0f + expf(-x)); }
 static void silu_forward(const float *z, float *s, float *act, float *dact, ptrdiff_t size) {
     ptrdiff_t i = 0;
     for (; i + 8 <= size; i += 8) {
-        v8 x = load8(z + i), sig = splat(1.0f) / (splat(1.0f) + exp8(-x)), a = x * sig;
+        v8 x = load8(z + i), sig = sigmoid8(x), a = x * sig;
         if (s) store8(s + i, sig);
         store8(act + i, a);
         if (dact) store8(dact + i, sig + a - a * sig);
@@ -205,8 +162,9 @@ static float dot(const float *a, const float *b, ptrdiff_t size) {
 }
 
 /* One chunk's operands in the block (memory_cpu._Block), already offset to this matrix and chunk. */
+#define N_OPERANDS 10
 typedef struct {
-    const float *k, *v, *key_norm, *left1, *neg_a1, *scaled1, *acc, *beta, *neg_m, *e;
+    const float *q, *k, *v, *key_norm, *acc, *beta, *neg_m, *e;
     float *y, *surprise;
 } ChunkOperands;
 
@@ -262,14 +220,17 @@ static void chunk_step(Step *st, const ChunkOperands *op, int commit) {
                 for (int i = 0; i < d[l + 1]; i++) st->delta[l][(ptrdiff_t)t * d[l + 1] + i] *= st->norm_sq[t];
     }
 
-    /* Retrieval y_t = M_t(q_t) (SPEC 2b): per layer [β⊙r | b⊙r] @ [Wᵀ; Sᵀ] + (−c⊙(r aᵀ)) @ δ. */
-    float *out = L == 1 ? op->y : st->read[0];
-    gemm(T, d[1], 2 * d[0], op->left1, 2 * d[0], 1, st->ws[0], d[1], out, d[1], ZERO, NULL);
-    gemm(T, d[1], T, op->neg_a1, T, 1, st->delta[0], d[1], out, d[1], ADD, NULL);
-    for (int l = 1; l < L; l++) {
+    /* Retrieval y_t = M_t(q_t) (SPEC 2b): per layer [β⊙r | b⊙r] @ [Wᵀ; Sᵀ] + (−c⊙(r aᵀ)) @ δ, where r is
+     * the query-side input (q, then SiLU of the previous layer's read) and a the key-side one (k, then act). */
+    const float *r = op->q;
+    float *out = NULL;
+    for (int l = 0; l < L; l++) {
         const int h = d[l];
-        float *r = st->z; /* SiLU of the previous layer's read; z is free again */
-        silu_forward(out, NULL, r, NULL, (ptrdiff_t)T * h);
+        const float *a = l == 0 ? op->k : st->act[l - 1];
+        if (l > 0) {
+            silu_forward(out, NULL, st->z, NULL, (ptrdiff_t)T * h); /* z is free again */
+            r = st->z;
+        }
         for (int t = 0; t < T; t++) {
             const float beta = op->beta[t], b = op->acc[t * ld_acc + T];
             for (int i = 0; i < h; i++) {
@@ -277,7 +238,7 @@ static void chunk_step(Step *st, const ChunkOperands *op, int commit) {
                 st->left[(ptrdiff_t)t * 2 * h + h + i] = r[(ptrdiff_t)t * h + i] * b;
             }
         }
-        gemm_nt(T, T, h, r, h, st->act[l - 1], h, st->gram, T);
+        gemm_nt(T, T, h, r, h, a, h, st->gram, T);
         for (int t = 0; t < T; t++)
             for (int i = 0; i < T; i++) st->gram[t * T + i] *= op->acc[t * ld_acc + i];
         out = l == L - 1 ? op->y : st->read[l];
@@ -290,28 +251,24 @@ static void chunk_step(Step *st, const ChunkOperands *op, int commit) {
     const Decay decay = {.beta = op->beta[T - 1], .b = op->acc[(T - 1) * ld_acc + T], .e = op->e[T - 1]};
     const float *neg_c_end = op->acc + (T - 1) * ld_acc;
     for (int l = 0; l < L; l++) {
-        const float *scaled = op->scaled1;
-        if (l > 0) {
-            const int h = d[l];
-            for (int t = 0; t < T; t++)
-                for (int i = 0; i < h; i++) {
-                    const float x = st->act[l - 1][(ptrdiff_t)t * h + i];
-                    st->scaled[(ptrdiff_t)t * 2 * h + i] = x * neg_c_end[t];
-                    st->scaled[(ptrdiff_t)t * 2 * h + h + i] = x * op->neg_m[t];
-                }
-            scaled = st->scaled;
-        }
+        const int h = d[l];
+        const float *a = l == 0 ? op->k : st->act[l - 1];
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < h; i++) {
+                st->scaled[(ptrdiff_t)t * 2 * h + i] = a[(ptrdiff_t)t * h + i] * neg_c_end[t];
+                st->scaled[(ptrdiff_t)t * 2 * h + h + i] = a[(ptrdiff_t)t * h + i] * op->neg_m[t];
+            }
         /* [Wᵀ; Sᵀ] ← decayed + scaledᵀ δ: a rank-C update, the scaled operand read transposed. */
         Decay layer = decay;
         layer.split = d[l];
-        gemm(2 * d[l], d[l + 1], T, scaled, 1, 2 * d[l], st->delta[l], d[l + 1], st->ws[l], d[l + 1], DECAY, &layer);
+        gemm(2 * d[l], d[l + 1], T, st->scaled, 1, 2 * d[l], st->delta[l], d[l + 1], st->ws[l], d[l + 1], DECAY, &layer);
     }
 }
 
 /* steps(dims, chunk, grad_clip, ws, operands, stride, count, commits): `count` chunk steps of one matrix,
  * the first `commits` of them committed. dims are the layer widths (d_0, …, d_L); ws the addresses of
  * this matrix's [Wᵀ; Sᵀ] per layer; operands the addresses of this matrix's chunk-0 rows of the block's
- * k, v, key_norm, left1, neg_a1, scaled1, acc, beta, neg_m, e, y, surprise, whose chunk j lies `stride`
+ * q, k, v, key_norm, acc, beta, neg_m, e, y, surprise, whose chunk j lies `stride`
  * rows (the block's matrix count) further on. All float32, contiguous. */
 static PyObject *steps(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *dims_obj, *ws_obj, *ops_obj;
@@ -322,7 +279,7 @@ static PyObject *steps(PyObject *Py_UNUSED(self), PyObject *args) {
         return NULL;
     Step st = {.depth = (int)PyTuple_GET_SIZE(ws_obj), .chunk = chunk, .grad_clip = grad_clip};
     const int L = st.depth, T = chunk;
-    if (L < 1 || L > MAX_DEPTH || PyTuple_GET_SIZE(dims_obj) != L + 1 || PyTuple_GET_SIZE(ops_obj) != 12 || T < 1) {
+    if (L < 1 || L > MAX_DEPTH || PyTuple_GET_SIZE(dims_obj) != L + 1 || PyTuple_GET_SIZE(ops_obj) != N_OPERANDS || T < 1) {
         PyErr_SetString(PyExc_ValueError, "steps: bad depth, dims, operands or chunk");
         return NULL;
     }
@@ -332,8 +289,8 @@ static PyObject *steps(PyObject *Py_UNUSED(self), PyObject *args) {
         widest = st.dims[l] > widest ? st.dims[l] : widest;
     }
     for (int l = 0; l < L; l++) st.ws[l] = PyLong_AsVoidPtr(PyTuple_GET_ITEM(ws_obj, l));
-    float *base[12];
-    for (int i = 0; i < 12; i++) base[i] = PyLong_AsVoidPtr(PyTuple_GET_ITEM(ops_obj, i));
+    float *base[N_OPERANDS];
+    for (int i = 0; i < N_OPERANDS; i++) base[i] = PyLong_AsVoidPtr(PyTuple_GET_ITEM(ops_obj, i));
     if (PyErr_Occurred()) return NULL;
 
     const int *d = st.dims;
@@ -358,13 +315,13 @@ static PyObject *steps(PyObject *Py_UNUSED(self), PyObject *args) {
     st.norm_sq = p;
 
     /* Elements per chunk row of each operand, in the order of `operands`. */
-    const ptrdiff_t row[12] = {(ptrdiff_t)T * d[0], (ptrdiff_t)T * d[L], T, (ptrdiff_t)T * 2 * d[0], (ptrdiff_t)T * T, (ptrdiff_t)T * 2 * d[0],
-                          (ptrdiff_t)T * (T + 1), T, T, T, (ptrdiff_t)T * d[L], T};
+    const ptrdiff_t row[N_OPERANDS] = {(ptrdiff_t)T * d[0], (ptrdiff_t)T * d[0], (ptrdiff_t)T * d[L], T, (ptrdiff_t)T * (T + 1),
+                                       T, T, T, (ptrdiff_t)T * d[L], T};
     Py_BEGIN_ALLOW_THREADS
     for (int j = 0; j < count; j++) {
-        float *at[12];
-        for (int i = 0; i < 12; i++) at[i] = base[i] + (ptrdiff_t)j * stride * row[i];
-        ChunkOperands op = {at[0], at[1], at[2], at[3], at[4], at[5], at[6], at[7], at[8], at[9], at[10], at[11]};
+        float *at[N_OPERANDS];
+        for (int i = 0; i < N_OPERANDS; i++) at[i] = base[i] + (ptrdiff_t)j * stride * row[i];
+        ChunkOperands op = {at[0], at[1], at[2], at[3], at[4], at[5], at[6], at[7], at[8], at[9]};
         chunk_step(&st, &op, j < commits);
     }
     Py_END_ALLOW_THREADS
@@ -372,14 +329,17 @@ static PyObject *steps(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_RETURN_NONE;
 }
 
+PyObject *conv_silu(PyObject *self, PyObject *args); /* causal_conv_native.c */
+
 static PyMethodDef methods[] = {
     {"steps", steps, METH_VARARGS, "Chunk steps of the fused CPU recurrence for one matrix (see memory_cpu.py)."},
+    {"conv_silu", conv_silu, METH_VARARGS, "SiLU of the memory's causal depthwise conv (see causal_conv.py)."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, .m_name = "_memory_cpu_native", .m_size = -1, .m_methods = methods};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, .m_name = "_native", .m_size = -1, .m_methods = methods};
 
-PyMODINIT_FUNC PyInit__memory_cpu_native(void) {
+PyMODINIT_FUNC PyInit__native(void) {
     PyObject *m = PyModule_Create(&module);
     if (m && PyModule_AddIntConstant(m, "MAX_DEPTH", MAX_DEPTH) < 0) Py_CLEAR(m);
     return m;

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from titans_cli.kernels import memory_read, memory_recurrence
+from titans_cli.kernels import causal_conv_silu, memory_read, memory_recurrence
 from titans_cli.kernels.memory_mlp import layer_shapes
 from titans_cli.models.config import TitansConfig
 from titans_cli.models.layers import RMSNorm
@@ -196,7 +196,7 @@ class NeuralMemory(nn.Module):
             projected = torch.cat([query_key + key_input.repeat(1, 1, self.streams - 1), values], dim=-1)
         proj = torch.cat([conv_tail.to(x.dtype), projected], dim=1)
         tail = proj[:, proj.shape[1] - conv_tail.shape[1] :]
-        mixed = F.silu(self.conv(proj.transpose(1, 2)).transpose(1, 2))
+        mixed = causal_conv_silu(proj, self.conv.weight)
         if self.tied_query:  # positions −1 … T − 1
             query, v = mixed.chunk(2, dim=-1)
             q, k, v = query[:, 1:], query[:, :-1], v[:, 1:]

@@ -7,7 +7,7 @@ import pytest
 import torch
 from test_memory_recurrence import random_inputs
 
-from titans_cli.kernels import memory_cpu, memory_recurrence_chunked, memory_recurrence_reference
+from titans_cli.kernels import memory_cpu, memory_recurrence_chunked, memory_recurrence_reference, native
 from titans_cli.kernels.memory_cpu import memory_recurrence_cpu
 from titans_cli.models import neural_memory
 
@@ -264,14 +264,34 @@ def test_float64_steps_stay_in_torch(monkeypatch):
     assert called == [1]
 
 
-def test_c_steps_only_on_x86_64_with_avx2(monkeypatch):
+def test_c_extension_only_on_x86_64_with_avx2(monkeypatch):
     """The extension is built for AVX2 and FMA (setup.py): where torch finds no AVX2 it is not imported (its
     first vector instruction would kill the process), nor on other architectures, and the steps run in torch."""
-    assert memory_cpu._native_module() is memory_cpu.native  # this machine: built and runnable
-    monkeypatch.setattr(memory_cpu.platform, "machine", lambda: "x86_64")
+    assert native.native_module() is memory_cpu.native is native.native  # this machine: built and runnable
+    monkeypatch.setattr(native.platform, "machine", lambda: "x86_64")
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")
-    assert memory_cpu._native_module() is None
+    assert native.native_module() is None
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
-    assert memory_cpu._native_module() is memory_cpu.native
-    monkeypatch.setattr(memory_cpu.platform, "machine", lambda: "aarch64")  # built there, not yet measured
-    assert memory_cpu._native_module() is None
+    assert native.native_module() is native.native
+    monkeypatch.setattr(native.platform, "machine", lambda: "aarch64")  # built there, not yet measured
+    assert native.native_module() is None
+
+
+def test_run_parts_runs_every_part_once_on_separate_threads_and_raises():
+    seen = []
+    barrier = threading.Barrier(3, timeout=10)  # all three parts must be running at once to pass it
+
+    def work(part):
+        barrier.wait()
+        seen.append((part, threading.get_ident()))
+
+    native.run_parts(work, 3)
+    assert sorted(p for p, _ in seen) == [0, 1, 2] and len({t for _, t in seen}) == 3
+    assert dict(seen)[0] == threading.get_ident()
+
+    def failing(part):
+        if part == 1:
+            raise ValueError("part 1")
+
+    with pytest.raises(ValueError, match="part 1"):
+        native.run_parts(failing, 2)

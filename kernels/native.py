@@ -1,0 +1,57 @@
+"""The CPU path's C extension (memory_cpu_native.c, causal_conv_native.c): `native`, or None where it cannot run.
+
+Built by `pip install` on x86-64 where a C compiler exists (setup.py), for AVX2 and FMA. Where it was not
+built, or the CPU lacks AVX2 (its first vector instruction would kill the process), every caller runs its
+torch form. Other architectures run in torch too: the C code is unmeasured there, and a 128-bit build for
+x86-64 (SSE2) was slower than the torch chunk steps.
+"""
+
+from __future__ import annotations
+
+import platform
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+
+def native_module():
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return None
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        return None
+    try:
+        from titans_cli.kernels import _native
+
+        return _native
+    except ImportError:
+        return None
+
+
+native = native_module()
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def run_parts(work: Callable[[int], None], parts: int) -> None:
+    """work(0), …, work(parts − 1) at once, part 0 on this thread and the rest on a process-wide pool (the C
+    calls release the GIL, so the parts run on separate cores); returns when all are done, raising the
+    first part's error. The pool is made once and grows to the most parts asked for: a new pool per call
+    cost more than a small call's work."""
+    global _pool
+    if parts > 1:
+        with _pool_lock:
+            if _pool is None or _pool._max_workers < parts - 1:
+                _pool = ThreadPoolExecutor(parts - 1, thread_name_prefix="titans-native")
+            pool = _pool
+        others = [pool.submit(work, part) for part in range(1, parts)]
+    else:
+        others = []
+    try:
+        work(0)
+    finally:
+        for other in others:
+            other.result()
