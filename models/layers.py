@@ -13,7 +13,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+        return nn.functional.rms_norm(x, self.weight.shape, self.weight, self.eps)  # x / √(mean x² + ε) · w
 
 
 class GatedMLP(nn.Module):

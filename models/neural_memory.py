@@ -158,11 +158,12 @@ class NeuralMemory(nn.Module):
         q, k, v, tail = self.projections(x, state["mem.conv"], key_input)
         theta, log_eta, log_keep = self.gate_values(x)
 
-        # Redo the pending start of the current chunk together with the new tokens.
+        # Redo the pending start of the current chunk together with the new tokens (none pending: the new
+        # tokens as they are, uncopied).
         names = ("q", "k", "v", "theta", "log_eta", "log_keep")
         fresh = dict(zip(names, (q, k, v, theta, log_eta, log_keep)))
-        span = {n: torch.cat([state[f"mem.pend_{n}"], fresh[n]], dim=2) for n in names}
         n_pending = state["mem.pend_q"].shape[2]
+        span = {n: torch.cat([state[f"mem.pend_{n}"], fresh[n]], dim=2) if n_pending else fresh[n] for n in names}
         depth = len(self.initial)
         result = memory_recurrence(
             span["q"], span["k"], span["v"], span["theta"], span["log_eta"], span["log_keep"],

@@ -7,6 +7,7 @@ import torch
 
 from titans_cli.kernels import memory_read
 from titans_cli.models import TitansConfig, TitansModel, TitansState
+from titans_cli.models.layers import RMSNorm
 from titans_cli.models.neural_memory import NORM_FLOOR, NeuralMemory, unit
 
 from conftest import VARIANTS, tiny_config, tiny_model
@@ -360,3 +361,19 @@ def test_memory_gate_activation(gate):
     torch.testing.assert_close(out, 0.5 * expected if gate == "sigmoid" else torch.zeros_like(out))
     with pytest.raises(ValueError, match="memory_gate"):
         tiny_config("lmm", memory_gate="relu")
+
+
+def test_rms_norm_is_the_written_out_formula():
+    """x / √(mean(x²) + ε) · w over the last dimension, values and gradients (F.rms_norm does it fused)."""
+    norm = RMSNorm(6, eps=1e-3).double()
+    with torch.no_grad():
+        norm.weight.copy_(torch.linspace(0.5, 2.0, 6))
+    x = torch.randn(3, 4, 6, dtype=torch.float64, requires_grad=True)
+    x.data[0, 0] = 1e-4  # where ε dominates
+    written_out = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-3) * norm.weight
+    torch.testing.assert_close(norm(x), written_out, rtol=1e-12, atol=1e-12)
+    upstream = torch.randn(3, 4, 6, dtype=torch.float64)
+    grads = torch.autograd.grad(norm(x), (x, norm.weight), upstream)
+    expected = torch.autograd.grad(written_out, (x, norm.weight), upstream)
+    for g, e in zip(grads, expected):
+        torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12)
