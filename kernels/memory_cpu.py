@@ -4,10 +4,10 @@ Same closed form and contract as `memory_recurrence_chunked`, without autograd. 
 matmuls are small (C × d × e·d per head), so time goes as much to the glue between them as to the
 arithmetic; this file removes the glue:
 
-- Everything that does not depend on the memory weights is computed for a block of chunks at once:
-  the gate coefficients c, β, b, m (SPEC 2b) and, for the torch steps, since the first layer reads the
+- For the torch steps, everything that does not depend on the memory weights is computed for a block
+  of chunks at once: the gate coefficients c, β, b, m (SPEC 2b) and, since the first layer reads the
   raw queries and keys, that layer's retrieval and update operands [β⊙q | b⊙q], −c⊙(q kᵀ),
-  [c_end⊙k | m⊙k] (the C steps form them chunk by chunk, in cache, on all threads).
+  [c_end⊙k | m⊙k]. The C steps form both chunk by chunk, in cache, on all threads.
 - Per layer the state is one buffer [Wᵀ; Sᵀ] of shape [2·d_in, d_out], so the dual form
 
       W_t z = β_t W₀ z + b_t S₀ z − Σ_{i≤t} c_{t,i} δ_i (a_i · z)
@@ -41,8 +41,8 @@ _BLOCK_MATRICES = 128
 
 
 class _Block:
-    """Chunk-major operands of up to `g` chunks: inputs, gate coefficients and the torch steps' first-layer
-    operands.
+    """Chunk-major operands of up to `g` chunks: inputs and gates and, for the torch steps, the gate
+    coefficients and first-layer operands (the C steps form both per chunk, in cache, on all threads).
 
     Allocated once per call and refilled per block with out= ops; for the torch steps `chunks[j]` holds
     chunk j's views, also made once (the C steps take addresses instead, and a block's views cost ms).
@@ -54,20 +54,20 @@ class _Block:
         self.n, self.chunk, self.width, self.grad_clip = n, chunk, width, grad_clip
         self.q, self.k, self.v = (ref.new_empty(m, chunk, width) for _ in range(3))
         self.gates = ref.new_empty(3, m, chunk)  # θ, log η, log(1 − α)
-        self.cum = ref.new_empty(2, m, chunk)  # log E_t, log β_t
-        self.e, self.keep, self.beta, self.neg_m = (ref.new_empty(m, chunk) for _ in range(4))
-        self.acc = ref.new_empty(m, chunk, chunk + 1)  # [−c | b], see `coefficients`
-        self.key_norm = ref.new_empty(m, chunk)  # ‖k‖²/τ², for gradient clipping
         self.y = ref.new_empty(g, n, chunk, d_out)
         self.surprise = ref.new_empty(g, n, chunk)
         self.torch_steps = torch_steps
         if torch_steps:
-            self._first_layer_operands(m)
+            self._torch_step_operands(m)
 
-    def _first_layer_operands(self, m: int) -> None:
-        """The torch steps' first-layer operands, batched over the block (the C steps form them per chunk
-        from q and k, where they stay in cache), and each chunk's views of them."""
+    def _torch_step_operands(self, m: int) -> None:
+        """The torch steps' coefficients and first-layer operands, batched over the block, and each chunk's
+        views of them."""
         n, chunk, width = self.n, self.chunk, self.width
+        self.cum = self.q.new_empty(2, m, chunk)  # log E_t, log β_t
+        self.e, self.keep, self.beta, self.neg_m = (self.q.new_empty(m, chunk) for _ in range(4))
+        self.acc = self.q.new_empty(m, chunk, chunk + 1)  # [−c | b], see `coefficients`
+        self.key_norm = self.q.new_empty(m, chunk)  # ‖k‖²/τ², for gradient clipping
         self.left1 = self.q.new_empty(m, chunk, 2 * width)  # [β⊙q | b⊙q]
         self.neg_a1 = self.q.new_empty(m, chunk, chunk)  # −c⊙(q kᵀ)
         self.scaled1 = self.q.new_empty(m, chunk, 2 * width)  # [−c_end⊙k | −m⊙k]
@@ -87,12 +87,12 @@ class _Block:
         for src, dst in ((q, self.q), (k, self.k), (v, self.v), (theta, self.gates[0]),
                          (log_eta, self.gates[1]), (log_keep, self.gates[2])):  # fmt: skip
             _move(src, dst[:m], start * self.chunk, self.chunk, into_chunks=True)
+        if not self.torch_steps:
+            return
         self.coefficients(m)
         q, k, neg_c, b = self.q[:m], self.k[:m], self.acc[:m, :, :-1], self.acc[:m, :, -1:]
         if self.grad_clip:
             torch.linalg.vecdot(k, k, out=self.key_norm[:m]).div_(self.grad_clip**2)
-        if not self.torch_steps:
-            return
         torch.mul(q, self.beta[:m, :, None], out=self.left1[:m, :, :w])
         torch.mul(q, b, out=self.left1[:m, :, w:])
         torch.bmm(q, k.transpose(1, 2), out=self.neg_a1[:m]).mul_(neg_c)
@@ -280,8 +280,7 @@ def _native_stepper(plan: _Plan, block: _Block, workers: int) -> Callable[[int, 
     its matrices split among `workers` threads (`run_parts`; the C steps run without the GIL). The buffers
     live for the whole call, so their addresses are taken once, here."""
     dims = (plan.w[0].shape[1], *(w.shape[2] for w in plan.w))
-    operands = [block.q, block.k, block.v, block.key_norm, block.acc, block.beta, block.neg_m, block.e, block.y[0],
-                block.surprise[0]]  # fmt: skip
+    operands = [block.q, block.k, block.v, *block.gates, block.y[0], block.surprise[0]]
     addresses = [(tuple(ws[i].data_ptr() for ws in plan.ws), tuple(x[i].data_ptr() for x in operands))
                  for i in range(block.n)]  # fmt: skip
 

@@ -5,7 +5,7 @@
  * matmuls run at about half of MKL's large-matrix rate. Here a whole block of chunks is one
  * call with the GIL released, so Python threads can step different matrices at once, and every product
  * is a register-tiled loop over GCC/Clang vector types (no intrinsics; built for AVX2
- * and FMA, setup.py). float32 only; memory_cpu.py prepares the weight-independent operands and keeps the state
+ * and FMA, setup.py). float32 only; memory_cpu.py lays out the inputs and gates chunk-major and keeps the state
  * [Wᵀ; Sᵀ] per layer exactly as its torch step does.
  */
 #define PY_SSIZE_T_CLEAN
@@ -162,9 +162,9 @@ static float dot(const float *a, const float *b, ptrdiff_t size) {
 }
 
 /* One chunk's operands in the block (memory_cpu._Block), already offset to this matrix and chunk. */
-#define N_OPERANDS 10
+#define N_OPERANDS 8
 typedef struct {
-    const float *q, *k, *v, *key_norm, *acc, *beta, *neg_m, *e;
+    const float *q, *k, *v, *theta, *log_eta, *log_keep; /* the gates θ_t, log η_t, log(1 − α_t) */
     float *y, *surprise;
 } ChunkOperands;
 
@@ -176,13 +176,47 @@ typedef struct {
      * layers, a pre-activation z, the last one, the next layer's operands, a C×C Gram matrix. */
     float *act[MAX_DEPTH], *dact[MAX_DEPTH], *read[MAX_DEPTH], *delta[MAX_DEPTH], *z, *z_out, *left, *scaled,
         *gram, *norm_sq;
+    /* The chunk's gate coefficients (`chunk_coefficients`) and ‖k_t‖²/τ². */
+    float *acc, *beta, *neg_m, *e, *keep, *log_e, *key_norm;
 } Step;
 
+/* The gate coefficients of one chunk (SPEC 2b), as `_Block.coefficients` computes them for a block: E_t and
+ * β_t (cumulative products of η and 1 − α), row t of acc = [−c_{t,0..C−1} | b_t] by the recurrences
+ * c_{t,i} = (1 − α_t) c_{t−1,i} + θ_i E_t/E_i and b_t = (1 − α_t) b_{t−1} + E_t, and −m_i = −θ_i E_C/E_i.
+ * E_t/E_i is exp(log E_t − log E_i) ≤ 1 for i ≤ t; above the diagonal it is not needed and zeroed. */
+static void chunk_coefficients(Step *st, const ChunkOperands *op) {
+    const int T = st->chunk;
+    const ptrdiff_t ld = T + 1;
+    float log_e = 0.0f, log_b = 0.0f;
+    for (int t = 0; t < T; t++) {
+        log_e += op->log_eta[t], log_b += op->log_keep[t];
+        st->log_e[t] = log_e, st->e[t] = expf(log_e), st->beta[t] = expf(log_b), st->keep[t] = expf(op->log_keep[t]);
+    }
+    for (int t = 0; t < T; t++) {
+        float *row = st->acc + t * ld;
+        int i = 0;
+        for (; i + 8 <= t + 1; i += 8) store8(row + i, exp8(splat(st->log_e[t]) - load8(st->log_e + i)));
+        for (; i <= t; i++) row[i] = expf(st->log_e[t] - st->log_e[i]);
+        for (; i < T; i++) row[i] = 0.0f;
+        row[T] = st->e[t];
+        if (t > 0)
+            for (int c = 0; c <= T; c++) row[c] += st->keep[t] * row[c - ld];
+    }
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < T; i++) st->acc[t * ld + i] *= -op->theta[i];
+    for (int i = 0; i < T; i++) st->neg_m[i] = -op->theta[i] * expf(st->log_e[T - 1] - st->log_e[i]);
+    if (st->grad_clip != 0.0f) {
+        const float inv_sq = 1.0f / (st->grad_clip * st->grad_clip);
+        for (int t = 0; t < T; t++) st->key_norm[t] = dot(op->k + (ptrdiff_t)t * st->dims[0], op->k + (ptrdiff_t)t * st->dims[0], st->dims[0]) * inv_sq;
+    }
+}
+
 /* One chunk, as `_chunk_step`: outputs y and surprise (‖δ^L‖², halved by the caller), state committed
- * when `commit`. Row t of acc is [−c_{t,0..C−1} | b_t]. */
+ * when `commit`. Row t of st->acc is [−c_{t,0..C−1} | b_t]. */
 static void chunk_step(Step *st, const ChunkOperands *op, int commit) {
     const int L = st->depth, T = st->chunk, *d = st->dims;
     const ptrdiff_t ld_acc = T + 1;
+    chunk_coefficients(st, op);
 
     /* Forward at M₀ on the keys: z^l = a^{l−1} W^{lᵀ}, SiLU and σ' of the hidden pre-activations. */
     const float *a = op->k;
@@ -207,7 +241,7 @@ static void chunk_step(Step *st, const ChunkOperands *op, int commit) {
         const float inv_sq = 1.0f / (st->grad_clip * st->grad_clip);
         for (int t = 0; t < T; t++) {
             float first = L == 1 ? op->surprise[t] : dot(st->delta[0] + (ptrdiff_t)t * d[1], st->delta[0] + (ptrdiff_t)t * d[1], d[1]);
-            float sum = first * op->key_norm[t];
+            float sum = first * st->key_norm[t];
             for (int l = 1; l < L; l++) {
                 const float *dl = st->delta[l] + (ptrdiff_t)t * d[l + 1], *al = st->act[l - 1] + (ptrdiff_t)t * d[l];
                 float sq = l == L - 1 ? op->surprise[t] : dot(dl, dl, d[l + 1]);
@@ -232,7 +266,7 @@ static void chunk_step(Step *st, const ChunkOperands *op, int commit) {
             r = st->z;
         }
         for (int t = 0; t < T; t++) {
-            const float beta = op->beta[t], b = op->acc[t * ld_acc + T];
+            const float beta = st->beta[t], b = st->acc[t * ld_acc + T];
             for (int i = 0; i < h; i++) {
                 st->left[(ptrdiff_t)t * 2 * h + i] = r[(ptrdiff_t)t * h + i] * beta;
                 st->left[(ptrdiff_t)t * 2 * h + h + i] = r[(ptrdiff_t)t * h + i] * b;
@@ -240,7 +274,7 @@ static void chunk_step(Step *st, const ChunkOperands *op, int commit) {
         }
         gemm_nt(T, T, h, r, h, a, h, st->gram, T);
         for (int t = 0; t < T; t++)
-            for (int i = 0; i < T; i++) st->gram[t * T + i] *= op->acc[t * ld_acc + i];
+            for (int i = 0; i < T; i++) st->gram[t * T + i] *= st->acc[t * ld_acc + i];
         out = l == L - 1 ? op->y : st->read[l];
         gemm(T, d[l + 1], 2 * h, st->left, 2 * h, 1, st->ws[l], d[l + 1], out, d[l + 1], ZERO, NULL);
         gemm(T, d[l + 1], T, st->gram, T, 1, st->delta[l], d[l + 1], out, d[l + 1], ADD, NULL);
@@ -248,15 +282,15 @@ static void chunk_step(Step *st, const ChunkOperands *op, int commit) {
     if (!commit) return;
 
     /* Chunk end (SPEC 2b): Wᵀ ← β_n Wᵀ + b_n Sᵀ − aᵀ(c_end⊙δ), Sᵀ ← E_n Sᵀ − aᵀ(m⊙δ). */
-    const Decay decay = {.beta = op->beta[T - 1], .b = op->acc[(T - 1) * ld_acc + T], .e = op->e[T - 1]};
-    const float *neg_c_end = op->acc + (T - 1) * ld_acc;
+    const Decay decay = {.beta = st->beta[T - 1], .b = st->acc[(T - 1) * ld_acc + T], .e = st->e[T - 1]};
+    const float *neg_c_end = st->acc + (T - 1) * ld_acc;
     for (int l = 0; l < L; l++) {
         const int h = d[l];
         const float *a = l == 0 ? op->k : st->act[l - 1];
         for (int t = 0; t < T; t++)
             for (int i = 0; i < h; i++) {
                 st->scaled[(ptrdiff_t)t * 2 * h + i] = a[(ptrdiff_t)t * h + i] * neg_c_end[t];
-                st->scaled[(ptrdiff_t)t * 2 * h + h + i] = a[(ptrdiff_t)t * h + i] * op->neg_m[t];
+                st->scaled[(ptrdiff_t)t * 2 * h + h + i] = a[(ptrdiff_t)t * h + i] * st->neg_m[t];
             }
         /* [Wᵀ; Sᵀ] ← decayed + scaledᵀ δ: a rank-C update, the scaled operand read transposed. */
         Decay layer = decay;
@@ -268,7 +302,7 @@ static void chunk_step(Step *st, const ChunkOperands *op, int commit) {
 /* steps(dims, chunk, grad_clip, ws, operands, stride, count, commits): `count` chunk steps of one matrix,
  * the first `commits` of them committed. dims are the layer widths (d_0, …, d_L); ws the addresses of
  * this matrix's [Wᵀ; Sᵀ] per layer; operands the addresses of this matrix's chunk-0 rows of the block's
- * q, k, v, key_norm, acc, beta, neg_m, e, y, surprise, whose chunk j lies `stride`
+ * q, k, v, θ, log η, log(1 − α), y, surprise, whose chunk j lies `stride`
  * rows (the block's matrix count) further on. All float32, contiguous. */
 static PyObject *steps(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *dims_obj, *ws_obj, *ops_obj;
@@ -294,7 +328,8 @@ static PyObject *steps(PyObject *Py_UNUSED(self), PyObject *args) {
     if (PyErr_Occurred()) return NULL;
 
     const int *d = st.dims;
-    ptrdiff_t size = (ptrdiff_t)T * (widest + d[L] + 2 * 2 * widest + T + 1); /* z, z_out, left, scaled, gram, norm_sq */
+    /* z, z_out, left, scaled, gram, norm_sq; acc, beta, neg_m, e, keep, log_e, key_norm */
+    ptrdiff_t size = (ptrdiff_t)T * (widest + d[L] + 2 * 2 * widest + T + 1) + (ptrdiff_t)T * (T + 1 + 6);
     for (int l = 0; l < L; l++) size += (ptrdiff_t)T * d[l + 1] * (l < L - 1 ? 4 : 1);
     float *scratch = malloc(sizeof(float) * size);
     if (!scratch) return PyErr_NoMemory();
@@ -312,16 +347,18 @@ static PyObject *steps(PyObject *Py_UNUSED(self), PyObject *args) {
     st.left = p, p += (ptrdiff_t)T * 2 * widest;
     st.scaled = p, p += (ptrdiff_t)T * 2 * widest;
     st.gram = p, p += (ptrdiff_t)T * T;
-    st.norm_sq = p;
+    st.norm_sq = p, p += T;
+    st.acc = p, p += (ptrdiff_t)T * (T + 1);
+    float **per_token[] = {&st.beta, &st.neg_m, &st.e, &st.keep, &st.log_e, &st.key_norm};
+    for (size_t i = 0; i < sizeof per_token / sizeof *per_token; i++) *per_token[i] = p, p += T;
 
     /* Elements per chunk row of each operand, in the order of `operands`. */
-    const ptrdiff_t row[N_OPERANDS] = {(ptrdiff_t)T * d[0], (ptrdiff_t)T * d[0], (ptrdiff_t)T * d[L], T, (ptrdiff_t)T * (T + 1),
-                                       T, T, T, (ptrdiff_t)T * d[L], T};
+    const ptrdiff_t row[N_OPERANDS] = {(ptrdiff_t)T * d[0], (ptrdiff_t)T * d[0], (ptrdiff_t)T * d[L], T, T, T, (ptrdiff_t)T * d[L], T};
     Py_BEGIN_ALLOW_THREADS
     for (int j = 0; j < count; j++) {
         float *at[N_OPERANDS];
         for (int i = 0; i < N_OPERANDS; i++) at[i] = base[i] + (ptrdiff_t)j * stride * row[i];
-        ChunkOperands op = {at[0], at[1], at[2], at[3], at[4], at[5], at[6], at[7], at[8], at[9]};
+        ChunkOperands op = {at[0], at[1], at[2], at[3], at[4], at[5], at[6], at[7]};
         chunk_step(&st, &op, j < commits);
     }
     Py_END_ALLOW_THREADS
