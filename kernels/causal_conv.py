@@ -4,7 +4,7 @@ their projections), token-major: a torch reference, differentiable, and its C fa
 Both take x [B, T + K − 1, C], the K − 1 tokens before the window and then its T, and the weight [C, 1, K]
 of `nn.Conv1d(C, C, K, groups=C)`, and return [B, T, C], never transposing to the [B, C, T] that
 conv1d wants: on CPU conv1d on the transposed view was slow itself and left its output strided by T,
-which slowed every op after it (bench/conv_taps.py, BENCHMARKS.md).
+which slowed every op after it (bench/causal_conv.py, BENCHMARKS.md).
 """
 
 from __future__ import annotations
