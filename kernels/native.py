@@ -33,6 +33,7 @@ native = native_module()
 
 
 _pool: ThreadPoolExecutor | None = None
+_pool_size = 0
 _pool_lock = threading.Lock()
 
 
@@ -41,11 +42,11 @@ def run_parts(work: Callable[[int], None], parts: int) -> None:
     calls release the GIL, so the parts run on separate cores); returns when all are done, raising the
     first part's error. The pool is made once and grows to the most parts asked for: a new pool per call
     cost more than a small call's work."""
-    global _pool
+    global _pool, _pool_size
     if parts > 1:
         with _pool_lock:
-            if _pool is None or _pool._max_workers < parts - 1:
-                _pool = ThreadPoolExecutor(parts - 1, thread_name_prefix="titans-native")
+            if _pool_size < parts - 1:
+                _pool, _pool_size = ThreadPoolExecutor(parts - 1, thread_name_prefix="titans-native"), parts - 1
             pool = _pool
         others = [pool.submit(work, part) for part in range(1, parts)]
     else:
