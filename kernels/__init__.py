@@ -25,7 +25,7 @@ from torch import Tensor
 
 from titans_cli.kernels.causal_conv import causal_conv_silu_native, causal_conv_silu_reference, native_supports
 from titans_cli.kernels.memory_chunked import memory_recurrence_chunked
-from titans_cli.kernels.memory_cpu import memory_recurrence_cpu
+from titans_cli.kernels.memory_cpu import c_steps_run, fits_one_thread, memory_recurrence_cpu
 from titans_cli.kernels.memory_mlp import mlp_forward
 from titans_cli.kernels.memory_reference import memory_recurrence_reference
 from titans_cli.kernels.recurrence import RecurrenceResult
@@ -87,6 +87,15 @@ def memory_recurrence(
     return memory_recurrence_cpu(*args)
 
 
+def recurrence_fits_one_core(matrices: int, chunk: int, width: int, hidden: int, depth: int, dtype: torch.dtype,
+                             device: torch.device) -> bool:  # fmt: skip
+    """Whether `memory_recurrence`, for inference, would step these matrices (streams × heads, of head width
+    `width` and first hidden layer `hidden`) in the fused CPU path's C steps on one core, as fast there as
+    on two (`fits_one_thread`): a caller with other work (MAG's attention) can give it the other core."""
+    return (kernel_choice() in ("auto", "cpu") and device.type == "cpu" and c_steps_run(dtype, depth)
+            and fits_one_thread(matrices, matrices * chunk * width * hidden))  # fmt: skip
+
+
 def memory_read(weights: list[Tensor], queries: Tensor) -> Tensor:
     """M(q) with fixed weights (MAC's segment read), by the same choice as `memory_recurrence`:
     the Triton read kernel on CUDA without gradients where it supports the shape, else plain torch."""
@@ -121,4 +130,5 @@ __all__ = [
     "memory_recurrence_cpu",
     "memory_recurrence_reference",
     "mlp_forward",
+    "recurrence_fits_one_core",
 ]

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from titans_cli.kernels.native import native, run_parts
+from titans_cli.kernels.native import native, run_parts, torch_threads
 from titans_cli.kernels.recurrence import RecurrenceResult
 
 # Weight-independent work runs on blocks of this many chunk × [B·H] matrices: enough to batch the
@@ -330,26 +330,30 @@ def memory_recurrence_cpu(
 _ONE_THREAD_WORK = 2**18
 
 
+def fits_one_thread(matrices: int, work: int) -> bool:
+    """Whether a recurrence's chunk products are too small for two threads to share: one matrix (one
+    stream, one head), whose products are single small GEMMs ([C, d] by [d, e·d]) that threads can only
+    split, or several small ones (`work`, matrices × C × d × hidden, ≤ _ONE_THREAD_WORK: text-tiny's two
+    heads of 64), where each op is over before two threads have shared it. On 2 cores one thread was
+    1.06–1.53× faster there and 0.63–0.94× beyond."""
+    return matrices == 1 or work <= _ONE_THREAD_WORK
+
+
+def c_steps_run(dtype: torch.dtype, depth: int) -> bool:
+    """Whether the chunk steps run in C (float32, built extension, supported depth) rather than in torch."""
+    return native is not None and dtype == torch.float32 and depth <= native.MAX_DEPTH
+
+
 @contextmanager
 def _chunk_threads(matrices: int, work: int, c_steps: bool) -> Iterator[None]:
-    """One intra-op thread for a small recurrence, else torch's own count.
-
-    With one matrix (one stream, one head) a chunk's products are single small GEMMs ([C, d] by
-    [d, e·d]) that threads can only split; with several but small ones (`work` ≤ _ONE_THREAD_WORK:
-    text-tiny's two heads of 64), each op is over before two threads have shared it. On 2 cores one
-    thread was 1.06–1.53× faster there and 0.63–0.94× beyond. The C steps share out the matrices among
-    threads of their own, which torch's idle threads would only slow. The count is process-wide, so it
-    is restored on the way out.
-    """
-    threads = torch.get_num_threads()
-    if (matrices > 1 and work > _ONE_THREAD_WORK and not c_steps) or threads == 1:
+    """One intra-op thread for a recurrence that fits one (`fits_one_thread`), else torch's own count.
+    The C steps share out the matrices among threads of their own, which torch's idle threads would only
+    slow, so with them it is one thread always."""
+    if fits_one_thread(matrices, work) or c_steps:
+        with torch_threads(1):
+            yield
+    else:
         yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(q, k, v, theta, log_eta, log_keep, weights, momentum, chunk, grad_clip) -> RecurrenceResult:
@@ -360,7 +364,7 @@ def _run(q, k, v, theta, log_eta, log_keep, weights, momentum, chunk, grad_clip)
     y = q.new_empty(batch, heads, length, d_out)
     surprise = q.new_empty(batch, heads, length)
     hidden = weights[0].shape[-2]
-    c_steps = native is not None and q.dtype == torch.float32 and len(weights) <= native.MAX_DEPTH
+    c_steps = c_steps_run(q.dtype, len(weights))
     plan = _Plan(q, weights, momentum, n, chunk, torch_steps=not c_steps)
     block = _Block(q, group, n, chunk, width, d_out, grad_clip, torch_steps=not c_steps)
     workers = min(n, torch.get_num_threads())

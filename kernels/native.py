@@ -1,4 +1,5 @@
-"""The CPU path's C extension (memory_cpu_native.c, causal_conv_native.c): `native`, or None where it cannot run.
+"""The CPU path's C extension (memory_cpu_native.c, causal_conv_native.c): `native`, or None where it cannot run;
+and the threads it shares work among (`run_parts`, `side_by_side`).
 
 Built by `pip install` on x86-64 where a C compiler exists (setup.py), for AVX2 and FMA. Where it was not
 built, or the CPU lacks AVX2 (its first vector instruction would kill the process), every caller runs its
@@ -10,8 +11,10 @@ from __future__ import annotations
 
 import platform
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
 
 import torch
 
@@ -56,3 +59,33 @@ def run_parts(work: Callable[[int], None], parts: int) -> None:
     finally:
         for other in others:
             other.result()
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """torch's intra-op thread count at `count` meanwhile; it is process-wide, so it is restored on the way out."""
+    threads = torch.get_num_threads()
+    if threads == count:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def side_by_side(*works: Callable[[], Any]) -> list[Any]:
+    """[work() for work in works], run at once on `run_parts`'s threads with an equal share of torch's
+    intra-op threads each (one each on 2 cores), so torch computations that each leave cores idle share
+    them instead of taking turns. Each runs in the caller's grad mode (torch keeps it per thread)."""
+    grad = torch.is_grad_enabled()
+    results: list[Any] = [None] * len(works)
+
+    def part(i: int) -> None:
+        with torch.set_grad_enabled(grad):
+            results[i] = works[i]()
+
+    with torch_threads(max(1, torch.get_num_threads() // len(works))):
+        run_parts(part, len(works))
+    return results

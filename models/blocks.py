@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from titans_cli.kernels.native import side_by_side
 from titans_cli.models.attention import SegmentAttention, SlidingWindowAttention
 from titans_cli.models.config import TitansConfig
 from titans_cli.models.layers import GatedMLP, RMSNorm
@@ -79,8 +80,19 @@ class MAGBlock(nn.Module):
         self, x: Tensor, state: LayerState, position: int, key_input: Tensor | None = None
     ) -> tuple[Tensor, LayerState, Tensor]:
         h = self.norm_in(x)
-        a, attn_state = self.attn(h, _part(state, "attn."), position)
-        m, mem_state, surprise = self.memory(h, _part(state, "mem."), key_input)
+
+        def attend():
+            return self.attn(h, _part(state, "attn."), position)
+
+        def remember():
+            return self.memory(h, _part(state, "mem."), key_input)
+
+        if not torch.is_grad_enabled() and torch.get_num_threads() > 1 and self.memory.steps_on_one_core(x.shape[0]):
+            # The two branches are independent: the memory's C steps keep one core busy, the attention takes
+            # the other meanwhile (BENCHMARKS.md, "MAG's branches side by side").
+            (m, mem_state, surprise), (a, attn_state) = side_by_side(remember, attend)
+        else:
+            (a, attn_state), (m, mem_state, surprise) = attend(), remember()
         g = torch.sigmoid(self.mix(h))
         x = x + g * self.norm_attn_out(a) + (1 - g) * self.norm_mem_out(m)
         return x + self.mlp(self.norm_mlp(x)), {**mem_state, **attn_state}, surprise

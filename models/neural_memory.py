@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from titans_cli.kernels import causal_conv_silu, memory_read, memory_recurrence
+from titans_cli.kernels import causal_conv_silu, memory_read, memory_recurrence, recurrence_fits_one_core
 from titans_cli.kernels.memory_mlp import layer_shapes
 from titans_cli.models.config import TitansConfig
 from titans_cli.models.layers import RMSNorm
@@ -142,6 +142,12 @@ class NeuralMemory(nn.Module):
         for name in ("theta", "log_eta", "log_keep"):
             state[f"mem.pend_{name}"] = torch.zeros(*heads, 0, dtype=dtype, device=device)
         return state
+
+    def steps_on_one_core(self, batch_size: int) -> bool:
+        """Whether inference over this many streams steps the recurrence on one core (`recurrence_fits_one_core`)."""
+        first = self.initial[0]
+        return recurrence_fits_one_core(batch_size * self.n_heads, self.chunk_size, self.head_dim, first.shape[-2],
+                                        len(self.initial), self.state_dtype, first.device)  # fmt: skip
 
     def weights(self, state: dict[str, Tensor]) -> list[Tensor]:
         return [state[f"mem.w{i}"] for i in range(len(self.initial))]

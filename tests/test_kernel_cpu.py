@@ -295,3 +295,86 @@ def test_run_parts_runs_every_part_once_on_separate_threads_and_raises():
 
     with pytest.raises(ValueError, match="part 1"):
         native.run_parts(failing, 2)
+
+
+def test_side_by_side_runs_the_works_at_once_in_the_callers_grad_mode_on_a_share_of_the_threads():
+    torch.set_num_threads(2)
+    barrier = threading.Barrier(2, timeout=10)  # both works must be running at once to pass it
+
+    def work(name):
+        def run():
+            barrier.wait()
+            return name, torch.is_grad_enabled(), torch.get_num_threads()
+
+        return run
+
+    with torch.no_grad():
+        assert native.side_by_side(work("a"), work("b")) == [("a", False, 1), ("b", False, 1)]
+    assert native.side_by_side(work("a"), work("b")) == [("a", True, 1), ("b", True, 1)]
+    assert torch.get_num_threads() == 2
+
+    def failing():
+        raise ValueError("the second work")
+
+    with pytest.raises(ValueError, match="the second work"):
+        native.side_by_side(lambda: None, failing)
+    assert torch.get_num_threads() == 2
+
+
+@pytest.mark.parametrize(
+    "matrices, width, hidden, dtype, choice, expected",
+    [
+        (1, 128, 256, torch.float32, "auto", True),  # dna-tiny, one stream: one matrix
+        (2, 64, 128, torch.float32, "auto", True),  # text-tiny, one stream: two small ones (2^17)
+        (2, 128, 256, torch.float32, "auto", False),  # dna-tiny, two streams: 2^19, worth two threads
+        (1, 128, 256, torch.float32, "cpu", True),
+        (1, 128, 256, torch.float32, "torch", False),  # the plain torch forms throughout
+        (1, 128, 256, torch.float64, "auto", False),  # torch steps
+    ],
+)
+def test_recurrence_fits_one_core_where_the_c_steps_would_step_it_on_one(monkeypatch, matrices, width, hidden,
+                                                                        dtype, choice, expected):  # fmt: skip
+    from titans_cli.kernels import recurrence_fits_one_core
+
+    monkeypatch.setenv("TITANS_KERNEL", choice)
+    cpu = torch.device("cpu")
+    assert recurrence_fits_one_core(matrices, 8, width, hidden, 2, dtype, cpu) is expected
+    monkeypatch.setattr(memory_cpu, "native", None)  # no C extension: torch steps
+    assert recurrence_fits_one_core(matrices, 8, width, hidden, 2, dtype, cpu) is False
+    monkeypatch.setenv("TITANS_KERNEL", "auto")
+    assert recurrence_fits_one_core(1, 8, width, hidden, 2, torch.float32, torch.device("meta")) is False
+
+
+@pytest.mark.parametrize("key_input", [False, True])
+def test_mag_reads_attention_beside_a_one_core_memory_with_the_same_result(monkeypatch, key_input):
+    """MAG's branches run side by side where the memory steps on one core (one stream, one head) and
+    torch has two threads; the stream is the same as with the branches in turn."""
+    from titans_cli.models import blocks
+
+    torch.set_num_threads(2)
+    options = dict(n_heads=1, kmer_embedding=3, tokenizer="dna", vocab_size=9) if key_input else dict(n_heads=1)
+    model = tiny_model("mag", **options)
+    tokens = torch.randint(0, 4 if key_input else 256, (1, 45), generator=torch.Generator().manual_seed(1))
+    calls = []
+
+    def spy(*works):
+        calls.append(len(works))
+        return native.side_by_side(*works)
+
+    def stream():
+        state, logits = model.init_state(1), []
+        for a, b in ((0, 11), (11, 12), (12, 45)):
+            out, state = model(tokens[:, a:b], state)
+            logits.append(out)
+        return torch.cat(logits, 1), state.tensors()
+
+    monkeypatch.setattr(blocks, "side_by_side", spy)
+    with torch.no_grad():
+        logits, state = stream()
+        assert calls == [2] * 6  # 2 layers × 3 calls
+        monkeypatch.setattr(neural_memory.NeuralMemory, "steps_on_one_core", lambda self, batch: False)
+        in_turn, state_in_turn = stream()
+    assert calls == [2] * 6
+    assert (logits - in_turn).abs().max() <= 1e-5
+    assert all((state[k].double() - state_in_turn[k].double()).abs().max() <= 1e-5 for k in state if state[k].numel())
+    assert torch.get_num_threads() == 2
