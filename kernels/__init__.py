@@ -24,8 +24,13 @@ import torch
 from torch import Tensor
 
 from titans_cli.kernels.causal_conv import causal_conv_silu_native, causal_conv_silu_reference, native_supports
-from titans_cli.kernels.memory_chunked import memory_recurrence_chunked
-from titans_cli.kernels.memory_cpu import c_steps_run, fits_one_thread, memory_recurrence_cpu
+from titans_cli.kernels.memory_chunked import chunk_coefficients, memory_recurrence_chunked
+from titans_cli.kernels.memory_cpu import (
+    c_steps_run,
+    chunk_coefficients_native,
+    fits_one_thread,
+    memory_recurrence_cpu,
+)
 from titans_cli.kernels.memory_mlp import mlp_forward
 from titans_cli.kernels.memory_reference import memory_recurrence_reference
 from titans_cli.kernels.recurrence import RecurrenceResult
@@ -112,6 +117,16 @@ def memory_read(weights: list[Tensor], queries: Tensor) -> Tensor:
     return mlp_forward(weights, queries)
 
 
+def gate_coefficients(theta: Tensor, log_eta: Tensor, log_keep: Tensor) -> tuple[Tensor, ...]:
+    """`chunk_coefficients` (SPEC 2b) of gates [..., n]: in C for CPU inference in float32, unless
+    TITANS_KERNEL=torch; else the torch reference (differentiable)."""
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (theta, log_eta, log_keep))
+    fits = theta.device.type == "cpu" and c_steps_run(theta.dtype, 1) and theta.shape[-1] > 0
+    if kernel_choice() != "torch" and fits and not needs_grad:
+        return chunk_coefficients_native(theta, log_eta, log_keep)
+    return chunk_coefficients(theta, log_eta, log_keep)
+
+
 def causal_conv_silu(x: Tensor, weight: Tensor) -> Tensor:
     """SiLU of the memory's causal depthwise conv (kernels/causal_conv.py): in C for CPU inference in
     float32, unless TITANS_KERNEL=torch; else the torch taps form."""
@@ -123,6 +138,7 @@ def causal_conv_silu(x: Tensor, weight: Tensor) -> Tensor:
 __all__ = [
     "RecurrenceResult",
     "causal_conv_silu",
+    "gate_coefficients",
     "kernel_choice",
     "memory_read",
     "memory_recurrence",

@@ -275,6 +275,18 @@ def _chunk_step(
         plan.ws[layer].baddbmm_(scaled_t, delta[layer])
 
 
+def chunk_coefficients_native(theta: Tensor, log_eta: Tensor, log_keep: Tensor) -> tuple[Tensor, ...]:
+    """`chunk_coefficients` (memory_chunked.py, its reference) in C, by the C steps' own recurrences over t
+    (as `_Block.coefficients`): O(C²) per chunk where the reference's C×C product is O(C³), which at the
+    context memory's chunks of 256 was most of its time. Gates [..., n], float32 on CPU, no gradient."""
+    n = theta.shape[-1]
+    gates = [t.contiguous() for t in (theta, log_eta, log_keep)]
+    c = theta.new_empty(*theta.shape, n)
+    beta, b, m = (theta.new_empty(theta.shape) for _ in range(3))
+    native.coefficients(*(t.data_ptr() for t in (*gates, c, beta, b, m)), theta.numel() // max(n, 1), n)
+    return c, beta, b, m
+
+
 def _native_stepper(plan: _Plan, block: _Block, workers: int) -> Callable[[int, int], None]:
     """`steps(count, commits)`: the block's first `count` chunk steps in C (the first `commits` committed),
     its matrices split among `workers` threads (`run_parts`; the C steps run without the GIL). The buffers

@@ -177,34 +177,37 @@ typedef struct {
     float *act[MAX_DEPTH], *dact[MAX_DEPTH], *read[MAX_DEPTH], *delta[MAX_DEPTH], *z, *z_out, *left, *scaled,
         *gram, *norm_sq;
     /* The chunk's gate coefficients (`chunk_coefficients`) and ‖k_t‖²/τ². */
-    float *acc, *beta, *neg_m, *e, *keep, *log_e, *key_norm;
+    float *acc, *beta, *neg_m, *e, *keep, *ratio, *key_norm; /* ratio: E_t/E_i, i ≤ t */
 } Step;
 
 /* The gate coefficients of one chunk (SPEC 2b), as `_Block.coefficients` computes them for a block: E_t and
  * β_t (cumulative products of η and 1 − α), row t of acc = [−c_{t,0..C−1} | b_t] by the recurrences
  * c_{t,i} = (1 − α_t) c_{t−1,i} + θ_i E_t/E_i and b_t = (1 − α_t) b_{t−1} + E_t, and −m_i = −θ_i E_C/E_i.
- * E_t/E_i is exp(log E_t − log E_i) ≤ 1 for i ≤ t; above the diagonal it is not needed and zeroed. */
+ * The ratios E_t/E_i (i ≤ t; none above the diagonal) are kept as products, E_t/E_i = η_t E_{t−1}/E_i:
+ * each a product of factors ≤ 1, where exp(log E_t − log E_i) would cancel digits once log E is large
+ * (η ≈ 0.0025, as in the context memory, makes log E about −1500 over a chunk of 256). */
 static void chunk_coefficients(Step *st, const ChunkOperands *op) {
     const int T = st->chunk;
     const ptrdiff_t ld = T + 1;
-    float log_e = 0.0f, log_b = 0.0f;
+    float log_e = 0.0f, log_b = 0.0f, *ratio = st->ratio;
     for (int t = 0; t < T; t++) {
         log_e += op->log_eta[t], log_b += op->log_keep[t];
-        st->log_e[t] = log_e, st->e[t] = expf(log_e), st->beta[t] = expf(log_b), st->keep[t] = expf(op->log_keep[t]);
+        st->e[t] = expf(log_e), st->beta[t] = expf(log_b), st->keep[t] = expf(op->log_keep[t]);
     }
     for (int t = 0; t < T; t++) {
         float *row = st->acc + t * ld;
-        int i = 0;
-        for (; i + 8 <= t + 1; i += 8) store8(row + i, exp8(splat(st->log_e[t]) - load8(st->log_e + i)));
-        for (; i <= t; i++) row[i] = expf(st->log_e[t] - st->log_e[i]);
-        for (; i < T; i++) row[i] = 0.0f;
+        const float eta = expf(op->log_eta[t]);
+        for (int i = 0; i < t; i++) ratio[i] *= eta;
+        ratio[t] = 1.0f;
+        for (int i = 0; i <= t; i++) row[i] = ratio[i];
+        for (int i = t + 1; i < T; i++) row[i] = 0.0f;
         row[T] = st->e[t];
         if (t > 0)
             for (int c = 0; c <= T; c++) row[c] += st->keep[t] * row[c - ld];
     }
     for (int t = 0; t < T; t++)
         for (int i = 0; i < T; i++) st->acc[t * ld + i] *= -op->theta[i];
-    for (int i = 0; i < T; i++) st->neg_m[i] = -op->theta[i] * expf(st->log_e[T - 1] - st->log_e[i]);
+    for (int i = 0; i < T; i++) st->neg_m[i] = -op->theta[i] * ratio[i];
     if (st->grad_clip != 0.0f) {
         const float inv_sq = 1.0f / (st->grad_clip * st->grad_clip);
         for (int t = 0; t < T; t++) st->key_norm[t] = dot(op->k + (ptrdiff_t)t * st->dims[0], op->k + (ptrdiff_t)t * st->dims[0], st->dims[0]) * inv_sq;
@@ -328,7 +331,7 @@ static PyObject *steps(PyObject *Py_UNUSED(self), PyObject *args) {
     if (PyErr_Occurred()) return NULL;
 
     const int *d = st.dims;
-    /* z, z_out, left, scaled, gram, norm_sq; acc, beta, neg_m, e, keep, log_e, key_norm */
+    /* z, z_out, left, scaled, gram, norm_sq; acc, beta, neg_m, e, keep, ratio, key_norm */
     ptrdiff_t size = (ptrdiff_t)T * (widest + d[L] + 2 * 2 * widest + T + 1) + (ptrdiff_t)T * (T + 1 + 6);
     for (int l = 0; l < L; l++) size += (ptrdiff_t)T * d[l + 1] * (l < L - 1 ? 4 : 1);
     float *scratch = malloc(sizeof(float) * size);
@@ -349,7 +352,7 @@ static PyObject *steps(PyObject *Py_UNUSED(self), PyObject *args) {
     st.gram = p, p += (ptrdiff_t)T * T;
     st.norm_sq = p, p += T;
     st.acc = p, p += (ptrdiff_t)T * (T + 1);
-    float **per_token[] = {&st.beta, &st.neg_m, &st.e, &st.keep, &st.log_e, &st.key_norm};
+    float **per_token[] = {&st.beta, &st.neg_m, &st.e, &st.keep, &st.ratio, &st.key_norm};
     for (size_t i = 0; i < sizeof per_token / sizeof *per_token; i++) *per_token[i] = p, p += T;
 
     /* Elements per chunk row of each operand, in the order of `operands`. */
@@ -366,10 +369,49 @@ static PyObject *steps(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* coefficients(theta, log_eta, log_keep, c, beta, b, m, count, chunk): `chunk_coefficients` (memory_chunked.py)
+ * of `count` chunks, by the steps' own `chunk_coefficients` above: gates [count, chunk] in, c [count, chunk,
+ * chunk] (zero above the diagonal) and beta, b, m [count, chunk] out. Addresses of contiguous float32 tensors. */
+static PyObject *coefficients(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *obj[7];
+    int count, chunk;
+    if (!PyArg_ParseTuple(args, "OOOOOOOii", &obj[0], &obj[1], &obj[2], &obj[3], &obj[4], &obj[5], &obj[6], &count, &chunk))
+        return NULL;
+    float *at[7];
+    for (int i = 0; i < 7; i++) at[i] = PyLong_AsVoidPtr(obj[i]);
+    if (PyErr_Occurred()) return NULL;
+    if (count < 0 || chunk < 1) {
+        PyErr_SetString(PyExc_ValueError, "coefficients: bad count or chunk");
+        return NULL;
+    }
+    const int T = chunk;
+    /* acc, then beta, neg_m, e, keep, ratio */
+    float *scratch = malloc(sizeof(float) * ((size_t)T * (T + 1) + 5 * (size_t)T));
+    if (!scratch) return PyErr_NoMemory();
+    Step st = {.chunk = T, .acc = scratch};
+    float **per_token[] = {&st.beta, &st.neg_m, &st.e, &st.keep, &st.ratio};
+    for (int i = 0; i < 5; i++) *per_token[i] = scratch + (ptrdiff_t)T * (T + 1) + (ptrdiff_t)i * T;
+    Py_BEGIN_ALLOW_THREADS
+    for (ptrdiff_t j = 0; j < count; j++) {
+        const ptrdiff_t gates = j * T;
+        ChunkOperands op = {.theta = at[0] + gates, .log_eta = at[1] + gates, .log_keep = at[2] + gates};
+        chunk_coefficients(&st, &op);
+        float *c = at[3] + gates * T, *beta = at[4] + gates, *b = at[5] + gates, *m = at[6] + gates;
+        for (int t = 0; t < T; t++) {
+            for (int i = 0; i < T; i++) c[t * T + i] = -st.acc[t * (T + 1) + i];
+            beta[t] = st.beta[t], b[t] = st.acc[t * (T + 1) + T], m[t] = -st.neg_m[t];
+        }
+    }
+    Py_END_ALLOW_THREADS
+    free(scratch);
+    Py_RETURN_NONE;
+}
+
 PyObject *conv_silu(PyObject *self, PyObject *args); /* causal_conv_native.c */
 
 static PyMethodDef methods[] = {
     {"steps", steps, METH_VARARGS, "Chunk steps of the fused CPU recurrence for one matrix (see memory_cpu.py)."},
+    {"coefficients", coefficients, METH_VARARGS, "Gate coefficients of chunks (see memory_cpu.py)."},
     {"conv_silu", conv_silu, METH_VARARGS, "SiLU of the memory's causal depthwise conv (see causal_conv.py)."},
     {NULL, NULL, 0, NULL},
 };

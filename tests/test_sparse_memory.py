@@ -175,3 +175,63 @@ def test_momentum_rows_of_one_stream_expanded_to_a_batch():
     for got, expected in zip(momentum_rows(shared, limit=2), momentum_rows(whole, limit=2)):
         assert torch.equal(got, expected)
     assert momentum_rows(shared, limit=1) is None
+
+
+def extreme_gates(shape, seed):
+    """Gates as trained models have them: some momentum (η up to 0.99) beside none at all (log η = −1000, so E_t
+    underflows within a chunk), forgetting from none to strong, θ zero for some tokens."""
+    g = torch.Generator().manual_seed(seed)
+    theta = torch.rand(shape, generator=g) * (torch.rand(shape, generator=g) > 0.2)
+    log_eta = F.logsigmoid(4 * torch.randn(shape, generator=g))
+    log_eta[..., ::5] = -1000.0
+    log_keep = F.logsigmoid(3 * torch.randn(shape, generator=g) + 4)
+    return theta, log_eta, log_keep
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 8, 64, 256])
+def test_c_gate_coefficients_match_the_torch_reference(chunk):
+    from titans_cli.kernels.memory_chunked import chunk_coefficients
+    from titans_cli.kernels.memory_cpu import chunk_coefficients_native
+
+    gates = extreme_gates((2, 3, chunk), seed=chunk)
+    fast = chunk_coefficients_native(*gates)
+    exact = chunk_coefficients(*(t.double() for t in gates))
+    for a, b in zip(fast, exact):
+        assert a.dtype == torch.float32 and a.shape == b.shape
+        assert (a.double() - b).abs().max() <= 1e-5 * b.abs().max().clamp_min(1.0)
+    assert torch.equal(fast[0].triu(1), torch.zeros_like(fast[0]))  # c_{t,i} = 0 for i > t
+
+
+def test_gate_coefficients_run_in_c_only_for_float32_cpu_inference(monkeypatch):
+    from titans_cli import kernels
+    from titans_cli.kernels import gate_coefficients
+
+    calls = []
+    native_form = kernels.chunk_coefficients_native
+    monkeypatch.setattr(kernels, "chunk_coefficients_native", lambda *a: calls.append(1) or native_form(*a))
+    gates = extreme_gates((2, 16), seed=1)
+    with torch.no_grad():
+        gate_coefficients(*gates)
+        assert len(calls) == 1
+        gate_coefficients(*(t.double() for t in gates))
+        monkeypatch.setenv("TITANS_KERNEL", "torch")
+        gate_coefficients(*gates)
+    monkeypatch.setenv("TITANS_KERNEL", "auto")
+    gate_coefficients(gates[0].requires_grad_(True), *gates[1:])
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("chunk", [8, 256])
+def test_float32_inference_matches_the_float64_reference(chunk):
+    """The path ingest and score take (float32, no autograd: C gate coefficients, lazy tables, sparse reads)."""
+    args = random_inputs(600, seed=chunk, rows=40, dtype=torch.float32)
+    keys, queries, values, theta, log_eta, log_keep, table, momentum = args
+    log_eta = log_eta.clone()
+    log_eta[:, ::3] = -1000.0  # E_t underflows inside a chunk, as with the bundled gates
+    with torch.no_grad():
+        fast = sparse_memory_chunked(keys, queries, values, theta, log_eta, log_keep, table, momentum, chunk)
+    slow = sparse_memory_reference(keys, queries, *(t.double() for t in (values, theta, log_eta, log_keep, table,
+                                                                           momentum)), chunk_size=chunk)  # fmt: skip
+    for a, b in zip(fast, slow):
+        assert a.dtype == torch.float32
+        assert (a.double() - b).abs().max() <= 1e-4 * b.abs().max()
