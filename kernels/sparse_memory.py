@@ -7,8 +7,9 @@ dual form then needs no R-wide product:
     M_t[r] = β_t M₀[r] + b_t S₀[r] − Σ_{i≤t} c_{t,i} [g_i = r] δ_i        (the read of row r at token t)
     M_C = β_C M₀ + b_C S₀ − Σ_i c_{C,i} δ_i e_{g_i}ᵀ,   S_C = E_C S₀ − Σ_i θ_i (E_C/E_i) δ_i e_{g_i}ᵀ
 
-so a chunk costs a C×C product per stream plus one scaling of the two tables and a scatter-add. A
-token with θ_i = 0 writes nothing. `sparse_memory_reference` runs the token loop of
+so a chunk costs its gate coefficients c (`gate_coefficients`: in C on CPU, O(C²)), the sum over the
+pairs i ≤ t whose rows agree, one scaling of the two tables and a scatter-add. A token with θ_i = 0
+writes nothing. `sparse_memory_reference` runs the token loop of
 `memory_recurrence_reference` on explicit one-hot keys: the ground truth the fast forms are tested against.
 
 Three ways to hold the tables while a span is read, one per use:
