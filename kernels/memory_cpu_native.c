@@ -183,9 +183,9 @@ typedef struct {
 /* The gate coefficients of one chunk (SPEC 2b), as `_Block.coefficients` computes them for a block: E_t and
  * β_t (cumulative products of η and 1 − α), row t of acc = [−c_{t,0..C−1} | b_t] by the recurrences
  * c_{t,i} = (1 − α_t) c_{t−1,i} + θ_i E_t/E_i and b_t = (1 − α_t) b_{t−1} + E_t, and −m_i = −θ_i E_C/E_i.
- * The ratios E_t/E_i (i ≤ t; none above the diagonal) are kept as products, E_t/E_i = η_t E_{t−1}/E_i:
- * each a product of factors ≤ 1, where exp(log E_t − log E_i) would cancel digits once log E is large
- * (η ≈ 0.0025, as in the context memory, makes log E about −1500 over a chunk of 256). */
+ * The ratios E_t/E_i (i ≤ t; none above the diagonal) are kept as products, E_t/E_i = η_t E_{t−1}/E_i,
+ * each of factors ≤ 1. The torch forms take exp(log E_t − log E_i), which cancels digits in float32 once
+ * log E is large (η ≈ 0.0025, as in the context memory, makes it about −1500 over a chunk of 256). */
 static void chunk_coefficients(Step *st, const ChunkOperands *op) {
     const int T = st->chunk;
     const ptrdiff_t ld = T + 1;
